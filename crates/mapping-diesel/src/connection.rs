@@ -1,0 +1,215 @@
+//! One connection type for every compiled-in backend (diesel's
+//! `MultiConnection`), and the r2d2 manager that opens it from a
+//! [`ConnectionUrl`].
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+use crate::url::{BackendKind, ConnectionUrl};
+
+macro_rules! define_connection {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty)),+ $(,)?) => {
+        /// A connection to any backend compiled into this build.
+        ///
+        /// Match on it only for the few per-backend escape hatches; everything
+        /// else goes through diesel's shared query builder.
+        #[derive(diesel::MultiConnection)]
+        pub enum DbConnection {
+            $($(#[$doc])* $variant($ty),)+
+        }
+    };
+}
+
+#[cfg(all(feature = "postgres", feature = "mysql"))]
+define_connection!(
+    /// PostgreSQL.
+    Postgres(diesel::PgConnection),
+    /// MySQL or MariaDB.
+    Mysql(diesel::MysqlConnection),
+    /// SQLite.
+    Sqlite(diesel::SqliteConnection),
+);
+#[cfg(all(feature = "postgres", not(feature = "mysql")))]
+define_connection!(
+    /// PostgreSQL.
+    Postgres(diesel::PgConnection),
+    /// SQLite.
+    Sqlite(diesel::SqliteConnection),
+);
+#[cfg(all(not(feature = "postgres"), feature = "mysql"))]
+define_connection!(
+    /// MySQL or MariaDB.
+    Mysql(diesel::MysqlConnection),
+    /// SQLite.
+    Sqlite(diesel::SqliteConnection),
+);
+#[cfg(all(not(feature = "postgres"), not(feature = "mysql")))]
+define_connection!(
+    /// SQLite.
+    Sqlite(diesel::SqliteConnection),
+);
+
+impl DbConnection {
+    /// Which engine this connection talks to.
+    pub fn backend(&self) -> BackendKind {
+        match self {
+            #[cfg(feature = "postgres")]
+            DbConnection::Postgres(_) => BackendKind::Postgres,
+            #[cfg(feature = "mysql")]
+            DbConnection::Mysql(_) => BackendKind::Mysql,
+            DbConnection::Sqlite(_) => BackendKind::Sqlite,
+        }
+    }
+}
+
+/// Settings applied to every new SQLite connection.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteSettings {
+    /// How long a statement waits for a lock held by another connection.
+    pub busy_timeout: Duration,
+}
+
+/// Opens connections for the pool.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: ConnectionUrl,
+    sqlite: SqliteSettings,
+}
+
+/// Why a connection could not be opened (the message never holds a password).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The backend is not compiled into this build.
+    #[error("{0:?} support is not compiled in (enable the cargo feature)")]
+    NotCompiled(BackendKind),
+    /// The driver refused or failed.
+    #[error("{0}")]
+    Driver(String),
+}
+
+impl Manager {
+    /// A manager for `url`.
+    pub fn new(url: ConnectionUrl, sqlite: SqliteSettings) -> Self {
+        Self { url, sqlite }
+    }
+
+    /// Removes the password of the URL from a driver message, in case the
+    /// driver echoed it.
+    fn scrub(&self, message: String) -> String {
+        scrub_password(self.url.diesel_url(), message)
+    }
+
+    /// Opens one connection.
+    pub fn open(&self) -> Result<DbConnection, ConnectError> {
+        let target = self.url.diesel_url();
+        let conn = match self.url.backend() {
+            BackendKind::Sqlite => {
+                let mut c = diesel::SqliteConnection::establish(target)
+                    .map_err(|e| ConnectError::Driver(self.scrub(e.to_string())))?;
+                let mut pragmas = format!(
+                    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                    self.sqlite.busy_timeout.as_millis()
+                );
+                if !self.url.is_sqlite_memory() {
+                    pragmas.push_str(" PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+                }
+                c.batch_execute(&pragmas)
+                    .map_err(|e| ConnectError::Driver(e.to_string()))?;
+                DbConnection::Sqlite(c)
+            }
+            #[cfg(feature = "postgres")]
+            BackendKind::Postgres => DbConnection::Postgres(
+                diesel::PgConnection::establish(target)
+                    .map_err(|e| ConnectError::Driver(self.scrub(e.to_string())))?,
+            ),
+            #[cfg(feature = "mysql")]
+            BackendKind::Mysql => DbConnection::Mysql(
+                diesel::MysqlConnection::establish(target)
+                    .map_err(|e| ConnectError::Driver(self.scrub(e.to_string())))?,
+            ),
+            #[allow(unreachable_patterns)]
+            other => return Err(ConnectError::NotCompiled(other)),
+        };
+        Ok(conn)
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<DbConnection, ConnectError> {
+        self.open()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectError> {
+        use diesel::r2d2::R2D2Connection;
+        conn.ping().map_err(|e| ConnectError::Driver(e.to_string()))
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        use diesel::r2d2::R2D2Connection;
+        conn.is_broken()
+    }
+}
+
+/// Replaces every occurrence of the password of `url` (raw or
+/// percent-decoded) in `message` with `***`.
+pub(crate) fn scrub_password(url: &str, message: String) -> String {
+    let Some((_, rest)) = url.split_once("://") else {
+        return message;
+    };
+    let netloc = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let Some((userinfo, _)) = netloc.rsplit_once('@') else {
+        return message;
+    };
+    let Some((_, password)) = userinfo.split_once(':') else {
+        return message;
+    };
+    let mut out = message;
+    for candidate in [password.to_owned(), percent_decode(password)] {
+        if !candidate.is_empty() {
+            out = out.replace(&candidate, "***");
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            if let Some(v) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_raw_and_decoded_password() {
+        let url = "postgres://nova:s3cr%40t@db/nova_api";
+        let msg = "auth failed for nova with s3cr@t and s3cr%40t".to_owned();
+        let out = scrub_password(url, msg);
+        assert!(!out.contains("s3cr"), "{out}");
+        assert_eq!(scrub_password("sqlite://", "x".into()), "x");
+        assert_eq!(scrub_password("mysql://root@h/db", "root".into()), "root");
+    }
+}

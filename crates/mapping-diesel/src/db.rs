@@ -1,0 +1,464 @@
+//! The [`Database`] handle: a connection pool, the options, retries, and
+//! transactions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+use diesel_migrations::MigrationHarness;
+use mapping_model::{Error, Result};
+
+use crate::connection::{DbConnection, Manager, SqliteSettings};
+use crate::errors::{transience, Transience};
+use crate::migrations::NovaMigrations;
+use crate::url::{BackendKind, ConnectionUrl};
+
+/// How transient failures (deadlocks, serialization failures, lock-wait
+/// timeouts, SQLite busy) are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = never retry).
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled for each further one.
+    pub base_delay: Duration,
+    /// Upper bound of one delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy that never retries.
+    pub fn never() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The delay before retry number `retry` (1-based): exponential, capped,
+    /// with "full jitter" (uniform in `[delay/2, delay]`).
+    pub fn delay(&self, retry: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(
+            1u32.checked_shl(retry.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        let capped = exp.min(self.max_delay);
+        let half = capped / 2;
+        half + half.mul_f64(jitter())
+    }
+}
+
+/// A number in `[0, 1)` from the clock and a per-thread counter: enough to
+/// spread retries apart without a random-number crate.
+fn jitter() -> f64 {
+    use std::cell::Cell;
+    thread_local!(static STATE: Cell<u64> = const { Cell::new(0) });
+    STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            x = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x9E37_79B9_7F4A_7C15)
+                | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// Options of a [`Database`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Most connections the pool holds (an in-memory SQLite database always uses one).
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before [`Error::PoolTimeout`].
+    pub connection_timeout: Duration,
+    /// How long a SQLite statement waits for a lock held elsewhere.
+    pub sqlite_busy_timeout: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// The default against which `transport_url` templates are expanded
+    /// (Nova's `[DEFAULT]/transport_url`); `None` leaves templates as stored.
+    pub default_transport_url: Option<String>,
+    /// The default against which `database_connection` templates are expanded
+    /// (Nova's `[database]/connection`); `None` leaves templates as stored.
+    pub default_database_connection: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            connection_timeout: Duration::from_secs(30),
+            sqlite_busy_timeout: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
+            default_transport_url: None,
+            default_database_connection: None,
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pool: r2d2::Pool<Manager>,
+    url: ConnectionUrl,
+    backend: BackendKind,
+    pub(crate) options: Options,
+}
+
+/// A handle on a `nova_api` database: a pool of connections plus options.
+/// Cheap to clone; clones share the pool.
+///
+/// Every operation is reached through [`Database::cells`],
+/// [`Database::instance_mappings`] and [`Database::host_mappings`], or inside
+/// [`Database::transaction`].
+#[derive(Clone)]
+pub struct Database {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &self.shared.url.redacted())
+            .field("backend", &self.shared.backend)
+            .finish()
+    }
+}
+
+impl Database {
+    /// Opens the database named by `url` (any form of SPEC §6) with default options.
+    pub fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, Options::default())
+    }
+
+    /// Opens the database named by `url` with `options`. One connection is
+    /// made at once, so a database that is down is reported here.
+    pub fn open_with(url: &str, options: Options) -> Result<Self> {
+        let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
+        let backend = url.backend();
+        let manager = Manager::new(
+            url.clone(),
+            SqliteSettings {
+                busy_timeout: options.sqlite_busy_timeout,
+            },
+        );
+        let first = manager.open().map_err(|e| Error::Connection {
+            url: url.redacted(),
+            message: e.to_string(),
+        })?;
+        let memory = url.is_sqlite_memory();
+        let mut builder = r2d2::Pool::builder()
+            .max_size(if memory {
+                1
+            } else {
+                options.max_connections.max(1)
+            })
+            .min_idle(Some(0))
+            .connection_timeout(options.connection_timeout)
+            .error_handler(Box::new(LogErrors));
+        if memory {
+            builder = builder.idle_timeout(None).max_lifetime(None);
+        }
+        drop(first);
+        let pool = if memory {
+            // Each in-memory connection is its own database: keep one forever.
+            builder
+                .min_idle(Some(1))
+                .build(manager)
+                .map_err(|e| Error::Connection {
+                    url: url.redacted(),
+                    message: e.to_string(),
+                })?
+        } else {
+            builder.build_unchecked(manager)
+        };
+        tracing::debug!(url = %url.redacted(), ?backend, "opened database");
+        Ok(Self {
+            shared: Arc::new(Shared {
+                pool,
+                url,
+                backend,
+                options,
+            }),
+        })
+    }
+
+    /// Which engine this database runs on.
+    pub fn backend(&self) -> BackendKind {
+        self.shared.backend
+    }
+
+    /// The connection URL with its password hidden.
+    pub fn redacted_url(&self) -> String {
+        self.shared.url.redacted()
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.shared.options
+    }
+
+    /// Takes a connection from the pool.
+    fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        let start = Instant::now();
+        self.shared.pool.get().map_err(|e| {
+            tracing::warn!(error = %e, "no database connection available");
+            Error::PoolTimeout {
+                waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }
+        })
+    }
+
+    /// Applies every pending migration of the embedded set.
+    pub fn migrate(&self) -> Result<()> {
+        let mut conn = self.checkout()?;
+        crate::schema_check::adopt_nova_schema(&mut conn)?;
+        let applied = conn
+            .run_pending_migrations(NovaMigrations::new(self.shared.backend))
+            .map_err(|e| Error::Migration(e.to_string()))?;
+        for v in applied {
+            tracing::info!(version = %v, "applied migration");
+        }
+        Ok(())
+    }
+
+    /// Reverts the most recent migration; returns its version.
+    pub fn revert_last_migration(&self) -> Result<String> {
+        let mut conn = self.checkout()?;
+        conn.revert_last_migration(NovaMigrations::new(self.shared.backend))
+            .map(|v| v.to_string())
+            .map_err(|e| Error::Migration(e.to_string()))
+    }
+
+    /// The versions of the migrations applied so far, oldest first.
+    pub fn applied_migrations(&self) -> Result<Vec<String>> {
+        let mut conn = self.checkout()?;
+        let mut v: Vec<String> = conn
+            .applied_migrations()
+            .map_err(|e| Error::Migration(e.to_string()))?
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Checks, without changing anything, that the three tables exist and have
+    /// the shape of SPEC §2; for a service to run at start-up.
+    pub fn check_schema(&self) -> Result<()> {
+        let mut conn = self.checkout()?;
+        crate::schema_check::check(&mut conn)
+    }
+
+    /// Runs `f` in one database transaction: everything it does through the
+    /// [`Tx`] is committed together, or rolled back when it returns an error.
+    ///
+    /// On a transient failure (deadlock, serialization failure, SQLite busy)
+    /// the whole transaction is rolled back and `f` is run again, as the
+    /// retry policy allows; `f` must therefore not have effects outside the
+    /// database that cannot be repeated.
+    pub fn transaction<T>(&self, mut f: impl FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut exec = self;
+        exec.run(Op::write("transaction"), &mut |tx| {
+            let shared = tx.shared;
+            tx.conn.transaction::<T, Error, _>(|conn| {
+                let mut inner = Tx { conn, shared };
+                f(&mut inner)
+            })
+        })
+    }
+
+    /// Runs `f` with a pooled connection and the retry policy: the door for
+    /// the few per-backend operations of this crate (benchmarks, tests).
+    #[doc(hidden)]
+    pub fn with_connection<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.checkout()?;
+        f(&mut conn)
+    }
+
+    /// Cell mappings (`CellMapping` and `CellMappingList` in Nova).
+    pub fn cells(&self) -> crate::CellMappings<&Database> {
+        crate::CellMappings::new(self)
+    }
+
+    /// Instance mappings (`InstanceMapping` and `InstanceMappingList` in Nova).
+    pub fn instance_mappings(&self) -> crate::InstanceMappings<&Database> {
+        crate::InstanceMappings::new(self)
+    }
+
+    /// Host mappings (`HostMapping` and `HostMappingList` in Nova).
+    pub fn host_mappings(&self) -> crate::HostMappings<&Database> {
+        crate::HostMappings::new(self)
+    }
+}
+
+#[derive(Debug)]
+struct LogErrors;
+
+impl r2d2::HandleError<crate::connection::ConnectError> for LogErrors {
+    fn handle_error(&self, error: crate::connection::ConnectError) {
+        tracing::warn!(%error, "database connection failed");
+    }
+}
+
+/// A transaction in progress (see [`Database::transaction`]).
+pub struct Tx<'a> {
+    pub(crate) conn: &'a mut DbConnection,
+    pub(crate) shared: &'a Shared,
+}
+
+impl<'a> Tx<'a> {
+    /// Which engine the transaction runs on.
+    pub fn backend(&self) -> BackendKind {
+        self.shared.backend
+    }
+
+    /// Cell mappings, inside this transaction.
+    pub fn cells(&mut self) -> crate::CellMappings<&mut Tx<'a>> {
+        crate::CellMappings::new(self)
+    }
+
+    /// Instance mappings, inside this transaction.
+    pub fn instance_mappings(&mut self) -> crate::InstanceMappings<&mut Tx<'a>> {
+        crate::InstanceMappings::new(self)
+    }
+
+    /// Host mappings, inside this transaction.
+    pub fn host_mappings(&mut self) -> crate::HostMappings<&mut Tx<'a>> {
+        crate::HostMappings::new(self)
+    }
+
+    /// The current time at the precision this backend stores.
+    pub(crate) fn now(&self) -> chrono::NaiveDateTime {
+        crate::timestamp::now(self.shared.backend)
+    }
+
+    /// Runs `f` atomically: a transaction, or a savepoint inside one.
+    pub(crate) fn atomic<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let shared = self.shared;
+        self.conn
+            .transaction::<T, Error, _>(|conn| f(&mut Tx { conn, shared }))
+    }
+}
+
+/// What an operation is, for logs and the retry decision.
+#[derive(Debug, Clone, Copy)]
+#[doc(hidden)]
+pub struct Op {
+    /// Name used in logs.
+    pub name: &'static str,
+    /// Whether the operation only reads (and so may be repeated even after a
+    /// lost connection).
+    pub read_only: bool,
+}
+
+impl Op {
+    /// A read.
+    pub const fn read(name: &'static str) -> Self {
+        Self {
+            name,
+            read_only: true,
+        }
+    }
+
+    /// A write.
+    pub const fn write(name: &'static str) -> Self {
+        Self {
+            name,
+            read_only: false,
+        }
+    }
+}
+
+/// Where operations run: the pool (each call on its own connection, with
+/// retries) or an open transaction. Implemented for `&Database` and `&mut Tx`.
+pub trait Executor {
+    /// Runs `f` with a transaction context.
+    #[doc(hidden)]
+    fn run<T>(&mut self, op: Op, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T>;
+
+    /// The options of the database.
+    #[doc(hidden)]
+    fn options(&self) -> &Options;
+}
+
+impl Executor for &Database {
+    fn run<T>(&mut self, op: Op, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let policy = self.shared.options.retry;
+        let mut attempt = 1u32;
+        loop {
+            let result = self.checkout().and_then(|mut conn| {
+                f(&mut Tx {
+                    conn: &mut conn,
+                    shared: &self.shared,
+                })
+            });
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let retry = match transience(&err) {
+                Transience::RolledBack => true,
+                Transience::ConnectionLost => op.read_only,
+                Transience::Permanent => false,
+            };
+            if !retry || attempt >= policy.max_attempts {
+                return Err(err);
+            }
+            let delay = policy.delay(attempt);
+            tracing::warn!(
+                operation = op.name,
+                attempt,
+                max_attempts = policy.max_attempts,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                error = %err,
+                "transient database failure, retrying"
+            );
+            std::thread::sleep(delay);
+            attempt += 1;
+        }
+    }
+
+    fn options(&self) -> &Options {
+        &self.shared.options
+    }
+}
+
+impl Executor for &mut Tx<'_> {
+    fn run<T>(&mut self, _op: Op, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        f(self)
+    }
+
+    fn options(&self) -> &Options {
+        &self.shared.options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_stay_bounded() {
+        let p = RetryPolicy::default();
+        for retry in 1..40 {
+            let d = p.delay(retry);
+            assert!(d <= p.max_delay, "{d:?}");
+        }
+        let first = p.delay(1);
+        assert!(first >= p.base_delay / 2 && first <= p.base_delay);
+    }
+}

@@ -1,0 +1,328 @@
+//! `cell_mappings`: rows, queries and the [`CellMappings`] object API.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use mapping_model::schema::{cell_mappings, host_mappings, instance_mappings};
+use mapping_model::{
+    expand_url_template, validate, CellMapping, CellMappingUpdate, Error, NewCellMapping, Result,
+};
+
+use crate::db::{Executor, Op, Options, Tx};
+use crate::errors::{db_err, is_fk_violation, is_unique_violation};
+use crate::timestamp::NovaTimestamp;
+
+/// A `cell_mappings` row as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = cell_mappings)]
+pub(crate) struct CellRow {
+    pub created_at: Option<NaiveDateTime>,
+    pub updated_at: Option<NaiveDateTime>,
+    pub id: i32,
+    pub uuid: String,
+    pub name: Option<String>,
+    pub transport_url: Option<String>,
+    pub database_connection: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+impl CellRow {
+    /// The object, with URL templates expanded against the options' defaults.
+    pub(crate) fn into_object(self, options: &Options) -> CellMapping {
+        CellMapping {
+            id: self.id,
+            uuid: self.uuid,
+            name: self.name,
+            transport_url: expand(self.transport_url, options.default_transport_url.as_deref()),
+            database_connection: expand(
+                self.database_connection,
+                options.default_database_connection.as_deref(),
+            ),
+            disabled: self.disabled.unwrap_or(false),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+fn expand(raw: Option<String>, default: Option<&str>) -> String {
+    match raw {
+        None => String::new(),
+        Some(raw) if default.is_some() && raw.contains('{') => expand_url_template(&raw, default),
+        Some(raw) => raw,
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = cell_mappings)]
+struct CellInsert<'a> {
+    created_at: NovaTimestamp,
+    uuid: &'a str,
+    name: Option<&'a str>,
+    transport_url: &'a str,
+    database_connection: &'a str,
+    disabled: bool,
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = cell_mappings)]
+struct CellChanges<'a> {
+    updated_at: NovaTimestamp,
+    name: Option<Option<&'a str>>,
+    transport_url: Option<&'a str>,
+    database_connection: Option<&'a str>,
+    disabled: Option<bool>,
+}
+
+pub(crate) fn get_by_uuid(tx: &mut Tx<'_>, uuid: &str) -> Result<CellMapping> {
+    let uuid = validate::uuid("cell_uuid", uuid)?;
+    cell_mappings::table
+        .filter(cell_mappings::uuid.eq(&uuid))
+        .select(CellRow::as_select())
+        .first(tx.conn)
+        .optional()
+        .map_err(db_err("cell_mapping.get_by_uuid"))?
+        .map(|r| r.into_object(&tx.shared.options))
+        .ok_or(Error::CellMappingNotFound { uuid })
+}
+
+pub(crate) fn create(tx: &mut Tx<'_>, new: NewCellMapping) -> Result<CellMapping> {
+    let new = new.validated()?;
+    let now = tx.now();
+    let insert = diesel::insert_into(cell_mappings::table).values(CellInsert {
+        created_at: NovaTimestamp(now),
+        uuid: &new.uuid,
+        name: new.name.as_deref(),
+        transport_url: &new.transport_url,
+        database_connection: &new.database_connection,
+        disabled: new.disabled,
+    });
+    let id = match super::insert_returning_id(tx.conn, insert) {
+        Ok(id) => id,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::CellMappingExists { uuid: new.uuid })
+        }
+        Err(e) => return Err(db_err("cell_mapping.create")(e)),
+    };
+    Ok(CellRow {
+        created_at: Some(now),
+        updated_at: None,
+        id,
+        uuid: new.uuid,
+        name: new.name,
+        transport_url: Some(new.transport_url),
+        database_connection: Some(new.database_connection),
+        disabled: Some(new.disabled),
+    }
+    .into_object(&tx.shared.options))
+}
+
+pub(crate) fn save(
+    tx: &mut Tx<'_>,
+    cell: &mut CellMapping,
+    update: &CellMappingUpdate,
+) -> Result<()> {
+    update.validate()?;
+    let uuid = validate::uuid("cell_uuid", &cell.uuid)?;
+    let now = tx.now();
+    let changes = CellChanges {
+        updated_at: NovaTimestamp(now),
+        name: update.name.as_ref().map(|n| n.as_deref()),
+        transport_url: update.transport_url.as_deref(),
+        database_connection: update.database_connection.as_deref(),
+        disabled: update.disabled,
+    };
+    let n = diesel::update(cell_mappings::table.filter(cell_mappings::uuid.eq(&uuid)))
+        .set(changes)
+        .execute(tx.conn)
+        .map_err(db_err("cell_mapping.save"))?;
+    if n == 0 {
+        return Err(Error::CellMappingNotFound { uuid });
+    }
+    let options = &tx.shared.options;
+    if let Some(name) = &update.name {
+        cell.name.clone_from(name);
+    }
+    if let Some(u) = &update.transport_url {
+        cell.transport_url = expand(Some(u.clone()), options.default_transport_url.as_deref());
+    }
+    if let Some(u) = &update.database_connection {
+        cell.database_connection = expand(
+            Some(u.clone()),
+            options.default_database_connection.as_deref(),
+        );
+    }
+    if let Some(d) = update.disabled {
+        cell.disabled = d;
+    }
+    cell.updated_at = Some(now);
+    Ok(())
+}
+
+/// Counts the instance and host mappings that point at a cell.
+fn usage(tx: &mut Tx<'_>, id: i32) -> Result<(i64, i64)> {
+    let instances = instance_mappings::table
+        .filter(instance_mappings::cell_id.eq(id))
+        .count()
+        .get_result::<i64>(tx.conn)
+        .map_err(db_err("cell_mapping.destroy"))?;
+    let hosts = host_mappings::table
+        .filter(host_mappings::cell_id.eq(id))
+        .count()
+        .get_result::<i64>(tx.conn)
+        .map_err(db_err("cell_mapping.destroy"))?;
+    Ok((instances, hosts))
+}
+
+pub(crate) fn destroy(tx: &mut Tx<'_>, uuid: &str) -> Result<()> {
+    let uuid = validate::uuid("cell_uuid", uuid)?;
+    tx.atomic(|tx| {
+        let id = cell_mappings::table
+            .filter(cell_mappings::uuid.eq(&uuid))
+            .select(cell_mappings::id)
+            .first::<i32>(tx.conn)
+            .optional()
+            .map_err(db_err("cell_mapping.destroy"))?
+            .ok_or_else(|| Error::CellMappingNotFound { uuid: uuid.clone() })?;
+        let in_use = |tx: &mut Tx<'_>| -> Result<Error> {
+            let (instance_mappings, host_mappings) = usage(tx, id)?;
+            Ok(Error::CellMappingInUse {
+                uuid: uuid.clone(),
+                instance_mappings,
+                host_mappings,
+            })
+        };
+        let (i, h) = usage(tx, id)?;
+        if i > 0 || h > 0 {
+            return Err(in_use(tx)?);
+        }
+        match diesel::delete(cell_mappings::table.filter(cell_mappings::id.eq(id))).execute(tx.conn)
+        {
+            Ok(0) => Err(Error::CellMappingNotFound { uuid: uuid.clone() }),
+            Ok(_) => Ok(()),
+            // A mapping was added between the count and the delete.
+            Err(e) if is_fk_violation(&e) => Err(in_use(tx)?),
+            Err(e) => Err(db_err("cell_mapping.destroy")(e)),
+        }
+    })
+}
+
+pub(crate) fn get_all(tx: &mut Tx<'_>) -> Result<Vec<CellMapping>> {
+    let rows = cell_mappings::table
+        .order(cell_mappings::id.asc())
+        .select(CellRow::as_select())
+        .load(tx.conn)
+        .map_err(db_err("cell_mapping_list.get_all"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| r.into_object(&tx.shared.options))
+        .collect())
+}
+
+pub(crate) fn get_by_disabled(tx: &mut Tx<'_>, disabled: bool) -> Result<Vec<CellMapping>> {
+    let q = cell_mappings::table
+        .order(cell_mappings::id.asc())
+        .into_boxed();
+    // NULL counts as enabled, as it reads on the object.
+    let q = if disabled {
+        q.filter(cell_mappings::disabled.eq(true))
+    } else {
+        q.filter(
+            cell_mappings::disabled
+                .eq(false)
+                .or(cell_mappings::disabled.is_null()),
+        )
+    };
+    let rows = q
+        .select(CellRow::as_select())
+        .load(tx.conn)
+        .map_err(db_err("cell_mapping_list.get_by_disabled"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| r.into_object(&tx.shared.options))
+        .collect())
+}
+
+pub(crate) fn get_by_project_id(tx: &mut Tx<'_>, project_id: &str) -> Result<Vec<CellMapping>> {
+    validate::required_varchar("project_id", project_id)?;
+    let cell_ids = instance_mappings::table
+        .filter(instance_mappings::project_id.eq(project_id))
+        .filter(instance_mappings::cell_id.is_not_null())
+        .select(instance_mappings::cell_id.assume_not_null())
+        .distinct();
+    let rows = cell_mappings::table
+        .filter(cell_mappings::id.eq_any(cell_ids))
+        .order(cell_mappings::id.asc())
+        .select(CellRow::as_select())
+        .load(tx.conn)
+        .map_err(db_err("cell_mapping_list.get_by_project_id"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| r.into_object(&tx.shared.options))
+        .collect())
+}
+
+/// Cell mappings: Nova's `CellMapping` and `CellMappingList`.
+///
+/// Obtained from [`Database::cells`](crate::Database::cells) or
+/// [`Tx::cells`](crate::Tx::cells).
+pub struct CellMappings<E> {
+    exec: E,
+}
+
+impl<E: Executor> CellMappings<E> {
+    pub(crate) fn new(exec: E) -> Self {
+        Self { exec }
+    }
+
+    /// The cell with this uuid, or [`Error::CellMappingNotFound`].
+    pub fn get_by_uuid(&mut self, uuid: &str) -> Result<CellMapping> {
+        self.exec
+            .run(Op::read("cell_mapping.get_by_uuid"), &mut |tx| {
+                get_by_uuid(tx, uuid)
+            })
+    }
+
+    /// Creates a cell; [`Error::CellMappingExists`] if the uuid is taken.
+    pub fn create(&mut self, new: NewCellMapping) -> Result<CellMapping> {
+        self.exec.run(Op::write("cell_mapping.create"), &mut |tx| {
+            create(tx, new.clone())
+        })
+    }
+
+    /// Writes the fields set in `update` (and `updated_at`), keyed by the
+    /// cell's uuid, and applies them to `cell`.
+    pub fn save(&mut self, cell: &mut CellMapping, update: &CellMappingUpdate) -> Result<()> {
+        self.exec.run(Op::write("cell_mapping.save"), &mut |tx| {
+            save(tx, cell, update)
+        })
+    }
+
+    /// Deletes the cell; [`Error::CellMappingInUse`] while mappings point at it.
+    pub fn destroy(&mut self, uuid: &str) -> Result<()> {
+        self.exec.run(Op::write("cell_mapping.destroy"), &mut |tx| {
+            destroy(tx, uuid)
+        })
+    }
+
+    /// Every cell, in id order.
+    pub fn get_all(&mut self) -> Result<Vec<CellMapping>> {
+        self.exec
+            .run(Op::read("cell_mapping_list.get_all"), &mut get_all)
+    }
+
+    /// The cells whose disabled flag is `disabled` (NULL counts as enabled), in id order.
+    pub fn get_by_disabled(&mut self, disabled: bool) -> Result<Vec<CellMapping>> {
+        self.exec
+            .run(Op::read("cell_mapping_list.get_by_disabled"), &mut |tx| {
+                get_by_disabled(tx, disabled)
+            })
+    }
+
+    /// The distinct cells holding at least one instance mapping of the project, in id order.
+    pub fn get_by_project_id(&mut self, project_id: &str) -> Result<Vec<CellMapping>> {
+        self.exec
+            .run(Op::read("cell_mapping_list.get_by_project_id"), &mut |tx| {
+                get_by_project_id(tx, project_id)
+            })
+    }
+}

@@ -1,0 +1,239 @@
+//! `host_mappings`: rows, queries and the [`HostMappings`] object API.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use mapping_model::schema::{cell_mappings, host_mappings};
+use mapping_model::{validate, Error, HostMapping, HostMappingUpdate, NewHostMapping, Result};
+
+use super::cell_mapping::CellRow;
+use crate::db::{Executor, Op, Options, Tx};
+use crate::errors::{db_err, is_fk_violation, is_unique_violation};
+use crate::timestamp::NovaTimestamp;
+
+/// A `host_mappings` row as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = host_mappings)]
+pub(crate) struct HostRow {
+    pub created_at: Option<NaiveDateTime>,
+    pub updated_at: Option<NaiveDateTime>,
+    pub id: i32,
+    pub host: String,
+}
+
+impl HostRow {
+    fn into_object(self, cell: CellRow, options: &Options) -> HostMapping {
+        HostMapping {
+            id: self.id,
+            host: self.host,
+            cell_mapping: cell.into_object(options),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = host_mappings)]
+struct HostInsert<'a> {
+    created_at: NovaTimestamp,
+    cell_id: i32,
+    host: &'a str,
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = host_mappings)]
+struct HostChanges<'a> {
+    updated_at: NovaTimestamp,
+    cell_id: Option<i32>,
+    host: Option<&'a str>,
+}
+
+fn objects(rows: Vec<(HostRow, CellRow)>, options: &Options) -> Vec<HostMapping> {
+    rows.into_iter()
+        .map(|(h, c)| h.into_object(c, options))
+        .collect()
+}
+
+pub(crate) fn get_by_host(tx: &mut Tx<'_>, host: &str) -> Result<HostMapping> {
+    validate::required_varchar("host", host)?;
+    host_mappings::table
+        .inner_join(cell_mappings::table)
+        .filter(host_mappings::host.eq(host))
+        .select((HostRow::as_select(), CellRow::as_select()))
+        .first::<(HostRow, CellRow)>(tx.conn)
+        .optional()
+        .map_err(db_err("host_mapping.get_by_host"))?
+        .map(|(h, c)| h.into_object(c, &tx.shared.options))
+        .ok_or_else(|| Error::HostMappingNotFound {
+            host: host.to_owned(),
+        })
+}
+
+pub(crate) fn create(tx: &mut Tx<'_>, new: NewHostMapping) -> Result<HostMapping> {
+    let new = new.validated()?;
+    let now = tx.now();
+    let insert = diesel::insert_into(host_mappings::table).values(HostInsert {
+        created_at: NovaTimestamp(now),
+        cell_id: new.cell_mapping.id,
+        host: &new.host,
+    });
+    let id = match super::insert_returning_id(tx.conn, insert) {
+        Ok(id) => id,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::HostMappingExists { host: new.host })
+        }
+        Err(e) if is_fk_violation(&e) => {
+            return Err(Error::CellMappingNotFound {
+                uuid: new.cell_mapping.uuid,
+            })
+        }
+        Err(e) => return Err(db_err("host_mapping.create")(e)),
+    };
+    Ok(HostMapping {
+        id,
+        host: new.host,
+        cell_mapping: new.cell_mapping,
+        created_at: Some(now),
+        updated_at: None,
+    })
+}
+
+pub(crate) fn save(
+    tx: &mut Tx<'_>,
+    mapping: &mut HostMapping,
+    update: &HostMappingUpdate,
+) -> Result<()> {
+    update.validate()?;
+    let now = tx.now();
+    let changes = HostChanges {
+        updated_at: NovaTimestamp(now),
+        cell_id: update.cell_mapping.as_ref().map(|c| c.id),
+        host: update.host.as_deref(),
+    };
+    let n = diesel::update(host_mappings::table.filter(host_mappings::id.eq(mapping.id)))
+        .set(changes)
+        .execute(tx.conn);
+    match n {
+        Ok(0) => {
+            return Err(Error::HostMappingNotFound {
+                host: mapping.host.clone(),
+            })
+        }
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::HostMappingExists {
+                host: update.host.clone().unwrap_or_default(),
+            })
+        }
+        Err(e) if is_fk_violation(&e) => {
+            return Err(Error::CellMappingNotFound {
+                uuid: update
+                    .cell_mapping
+                    .as_ref()
+                    .map(|c| c.uuid.clone())
+                    .unwrap_or_default(),
+            })
+        }
+        Err(e) => return Err(db_err("host_mapping.save")(e)),
+    }
+    if let Some(h) = &update.host {
+        mapping.host.clone_from(h);
+    }
+    if let Some(c) = &update.cell_mapping {
+        mapping.cell_mapping = c.clone();
+    }
+    mapping.updated_at = Some(now);
+    Ok(())
+}
+
+pub(crate) fn destroy(tx: &mut Tx<'_>, host: &str) -> Result<()> {
+    validate::required_varchar("host", host)?;
+    let n = diesel::delete(host_mappings::table.filter(host_mappings::host.eq(host)))
+        .execute(tx.conn)
+        .map_err(db_err("host_mapping.destroy"))?;
+    if n == 0 {
+        return Err(Error::HostMappingNotFound {
+            host: host.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn get_all(tx: &mut Tx<'_>) -> Result<Vec<HostMapping>> {
+    let rows = host_mappings::table
+        .inner_join(cell_mappings::table)
+        .order(host_mappings::id.asc())
+        .select((HostRow::as_select(), CellRow::as_select()))
+        .load(tx.conn)
+        .map_err(db_err("host_mapping_list.get_all"))?;
+    Ok(objects(rows, &tx.shared.options))
+}
+
+pub(crate) fn get_by_cell_id(tx: &mut Tx<'_>, cell_id: i32) -> Result<Vec<HostMapping>> {
+    let rows = host_mappings::table
+        .inner_join(cell_mappings::table)
+        .filter(host_mappings::cell_id.eq(cell_id))
+        .order(host_mappings::id.asc())
+        .select((HostRow::as_select(), CellRow::as_select()))
+        .load(tx.conn)
+        .map_err(db_err("host_mapping_list.get_by_cell_id"))?;
+    Ok(objects(rows, &tx.shared.options))
+}
+
+/// Host mappings: Nova's `HostMapping` and `HostMappingList`.
+///
+/// Obtained from [`Database::host_mappings`](crate::Database::host_mappings)
+/// or [`Tx::host_mappings`](crate::Tx::host_mappings).
+pub struct HostMappings<E> {
+    exec: E,
+}
+
+impl<E: Executor> HostMappings<E> {
+    pub(crate) fn new(exec: E) -> Self {
+        Self { exec }
+    }
+
+    /// The mapping of the host with its cell, or [`Error::HostMappingNotFound`].
+    pub fn get_by_host(&mut self, host: &str) -> Result<HostMapping> {
+        self.exec
+            .run(Op::read("host_mapping.get_by_host"), &mut |tx| {
+                get_by_host(tx, host)
+            })
+    }
+
+    /// Creates a mapping; [`Error::HostMappingExists`] if the host has one.
+    pub fn create(&mut self, new: NewHostMapping) -> Result<HostMapping> {
+        self.exec.run(Op::write("host_mapping.create"), &mut |tx| {
+            create(tx, new.clone())
+        })
+    }
+
+    /// Writes the fields set in `update` (and `updated_at`), keyed by the
+    /// mapping's id, and applies them to `mapping`.
+    pub fn save(&mut self, mapping: &mut HostMapping, update: &HostMappingUpdate) -> Result<()> {
+        self.exec.run(Op::write("host_mapping.save"), &mut |tx| {
+            save(tx, mapping, update)
+        })
+    }
+
+    /// Deletes the mapping of the host; [`Error::HostMappingNotFound`] if none.
+    pub fn destroy(&mut self, host: &str) -> Result<()> {
+        self.exec.run(Op::write("host_mapping.destroy"), &mut |tx| {
+            destroy(tx, host)
+        })
+    }
+
+    /// Every host mapping with its cell, in id order.
+    pub fn get_all(&mut self) -> Result<Vec<HostMapping>> {
+        self.exec
+            .run(Op::read("host_mapping_list.get_all"), &mut get_all)
+    }
+
+    /// The host mappings of the cell with this id, in id order.
+    pub fn get_by_cell_id(&mut self, cell_id: i32) -> Result<Vec<HostMapping>> {
+        self.exec
+            .run(Op::read("host_mapping_list.get_by_cell_id"), &mut |tx| {
+                get_by_cell_id(tx, cell_id)
+            })
+    }
+}

@@ -1,0 +1,491 @@
+//! `instance_mappings`: rows, queries and the [`InstanceMappings`] object API.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use mapping_model::schema::{cell_mappings, instance_mappings};
+use mapping_model::{
+    validate, CellMapping, Error, InstanceCounts, InstanceMapping, InstanceMappingUpdate,
+    NewInstanceMapping, Result,
+};
+
+use super::cell_mapping::CellRow;
+use crate::db::{Executor, Op, Options, Tx};
+use crate::errors::{db_err, is_fk_violation, is_unique_violation};
+use crate::timestamp::NovaTimestamp;
+
+/// Most uuids bound in one statement: far below the smallest bind-parameter
+/// limit of the three engines (SQLite's 32,766), so any number of uuids is
+/// handled in chunks.
+pub const UUID_CHUNK: usize = 5_000;
+
+/// An `instance_mappings` row as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = instance_mappings)]
+pub(crate) struct InstanceRow {
+    pub created_at: Option<NaiveDateTime>,
+    pub updated_at: Option<NaiveDateTime>,
+    pub id: i32,
+    pub instance_uuid: String,
+    pub cell_id: Option<i32>,
+    pub project_id: String,
+    pub user_id: Option<String>,
+    pub queued_for_delete: Option<bool>,
+}
+
+impl InstanceRow {
+    fn into_object(self, cell: Option<CellRow>, options: &Options) -> InstanceMapping {
+        if self.cell_id.is_some() && cell.is_none() {
+            tracing::warn!(
+                id = self.id,
+                cell_id = self.cell_id,
+                "instance mapping points at a cell that does not exist; read as unscheduled"
+            );
+        }
+        InstanceMapping {
+            id: self.id,
+            instance_uuid: self.instance_uuid,
+            cell_mapping: cell.map(|c| c.into_object(options)),
+            project_id: self.project_id,
+            user_id: self.user_id,
+            queued_for_delete: self.queued_for_delete.unwrap_or(false),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+type Joined = (InstanceRow, Option<CellRow>);
+
+fn objects(rows: Vec<Joined>, options: &Options) -> Vec<InstanceMapping> {
+    rows.into_iter()
+        .map(|(im, cell)| im.into_object(cell, options))
+        .collect()
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = instance_mappings)]
+struct InstanceInsert<'a> {
+    created_at: NovaTimestamp,
+    instance_uuid: &'a str,
+    cell_id: Option<i32>,
+    project_id: &'a str,
+    user_id: &'a str,
+    queued_for_delete: bool,
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = instance_mappings)]
+struct InstanceChanges<'a> {
+    updated_at: NovaTimestamp,
+    cell_id: Option<Option<i32>>,
+    project_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    queued_for_delete: Option<bool>,
+}
+
+fn canonical_uuids(uuids: &[impl AsRef<str>]) -> Result<Vec<String>> {
+    uuids
+        .iter()
+        .map(|u| validate::uuid("instance_uuid", u.as_ref()))
+        .collect()
+}
+
+pub(crate) fn get_by_instance_uuid(
+    tx: &mut Tx<'_>,
+    instance_uuid: &str,
+) -> Result<InstanceMapping> {
+    let instance_uuid = validate::uuid("instance_uuid", instance_uuid)?;
+    let row = instance_mappings::table
+        .left_join(cell_mappings::table)
+        .filter(instance_mappings::instance_uuid.eq(&instance_uuid))
+        .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+        .first::<Joined>(tx.conn)
+        .optional()
+        .map_err(db_err("instance_mapping.get_by_instance_uuid"))?;
+    match row {
+        Some((im, cell)) => Ok(im.into_object(cell, &tx.shared.options)),
+        None => Err(Error::InstanceMappingNotFound { instance_uuid }),
+    }
+}
+
+pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<InstanceMapping> {
+    let new = new.validated()?;
+    let now = tx.now();
+    let queued_for_delete = new.queued_for_delete.unwrap_or(false);
+    let insert = diesel::insert_into(instance_mappings::table).values(InstanceInsert {
+        created_at: NovaTimestamp(now),
+        instance_uuid: &new.instance_uuid,
+        cell_id: new.cell_mapping.as_ref().map(|c| c.id),
+        project_id: &new.project_id,
+        user_id: &new.user_id,
+        queued_for_delete,
+    });
+    let id = match super::insert_returning_id(tx.conn, insert) {
+        Ok(id) => id,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::InstanceMappingExists {
+                instance_uuid: new.instance_uuid,
+            })
+        }
+        Err(e) if is_fk_violation(&e) => return Err(missing_cell(new.cell_mapping.as_ref())),
+        Err(e) => return Err(db_err("instance_mapping.create")(e)),
+    };
+    Ok(InstanceMapping {
+        id,
+        instance_uuid: new.instance_uuid,
+        cell_mapping: new.cell_mapping,
+        project_id: new.project_id,
+        user_id: Some(new.user_id),
+        queued_for_delete,
+        created_at: Some(now),
+        updated_at: None,
+    })
+}
+
+fn missing_cell(cell: Option<&CellMapping>) -> Error {
+    Error::CellMappingNotFound {
+        uuid: cell.map(|c| c.uuid.clone()).unwrap_or_default(),
+    }
+}
+
+pub(crate) fn save(
+    tx: &mut Tx<'_>,
+    mapping: &mut InstanceMapping,
+    update: &InstanceMappingUpdate,
+) -> Result<()> {
+    update.validate()?;
+    let instance_uuid = validate::uuid("instance_uuid", &mapping.instance_uuid)?;
+    let now = tx.now();
+    let changes = InstanceChanges {
+        updated_at: NovaTimestamp(now),
+        cell_id: update
+            .cell_mapping
+            .as_ref()
+            .map(|c| c.as_ref().map(|c| c.id)),
+        project_id: update.project_id.as_deref(),
+        user_id: update.user_id.as_deref(),
+        queued_for_delete: update.queued_for_delete,
+    };
+    let n = diesel::update(
+        instance_mappings::table.filter(instance_mappings::instance_uuid.eq(&instance_uuid)),
+    )
+    .set(changes)
+    .execute(tx.conn);
+    match n {
+        Ok(0) => return Err(Error::InstanceMappingNotFound { instance_uuid }),
+        Ok(_) => {}
+        Err(e) if is_fk_violation(&e) => {
+            return Err(missing_cell(
+                update.cell_mapping.as_ref().and_then(Option::as_ref),
+            ))
+        }
+        Err(e) => return Err(db_err("instance_mapping.save")(e)),
+    }
+    if let Some(cell) = &update.cell_mapping {
+        mapping.cell_mapping.clone_from(cell);
+    }
+    if let Some(p) = &update.project_id {
+        mapping.project_id.clone_from(p);
+    }
+    if let Some(u) = &update.user_id {
+        mapping.user_id = Some(u.clone());
+    }
+    if let Some(q) = update.queued_for_delete {
+        mapping.queued_for_delete = q;
+    }
+    mapping.updated_at = Some(now);
+    Ok(())
+}
+
+pub(crate) fn destroy(tx: &mut Tx<'_>, instance_uuid: &str) -> Result<()> {
+    let instance_uuid = validate::uuid("instance_uuid", instance_uuid)?;
+    let n = diesel::delete(
+        instance_mappings::table.filter(instance_mappings::instance_uuid.eq(&instance_uuid)),
+    )
+    .execute(tx.conn)
+    .map_err(db_err("instance_mapping.destroy"))?;
+    if n == 0 {
+        return Err(Error::InstanceMappingNotFound { instance_uuid });
+    }
+    Ok(())
+}
+
+pub(crate) fn get_by_project_id(tx: &mut Tx<'_>, project_id: &str) -> Result<Vec<InstanceMapping>> {
+    validate::required_varchar("project_id", project_id)?;
+    let rows = instance_mappings::table
+        .left_join(cell_mappings::table)
+        .filter(instance_mappings::project_id.eq(project_id))
+        .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+        .load::<Joined>(tx.conn)
+        .map_err(db_err("instance_mapping_list.get_by_project_id"))?;
+    Ok(objects(rows, &tx.shared.options))
+}
+
+pub(crate) fn get_by_cell_id(tx: &mut Tx<'_>, cell_id: i32) -> Result<Vec<InstanceMapping>> {
+    let rows = instance_mappings::table
+        .left_join(cell_mappings::table)
+        .filter(instance_mappings::cell_id.eq(cell_id))
+        .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+        .load::<Joined>(tx.conn)
+        .map_err(db_err("instance_mapping_list.get_by_cell_id"))?;
+    Ok(objects(rows, &tx.shared.options))
+}
+
+pub(crate) fn get_by_instance_uuids(
+    tx: &mut Tx<'_>,
+    uuids: &[String],
+) -> Result<Vec<InstanceMapping>> {
+    let mut out = Vec::with_capacity(uuids.len());
+    for chunk in uuids.chunks(UUID_CHUNK) {
+        let rows = instance_mappings::table
+            .left_join(cell_mappings::table)
+            .filter(instance_mappings::instance_uuid.eq_any(chunk))
+            .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+            .load::<Joined>(tx.conn)
+            .map_err(db_err("instance_mapping_list.get_by_instance_uuids"))?;
+        out.extend(objects(rows, &tx.shared.options));
+    }
+    Ok(out)
+}
+
+pub(crate) fn destroy_bulk(tx: &mut Tx<'_>, uuids: &[String]) -> Result<usize> {
+    tx.atomic(|tx| {
+        let mut removed = 0;
+        for chunk in uuids.chunks(UUID_CHUNK) {
+            removed += diesel::delete(
+                instance_mappings::table.filter(instance_mappings::instance_uuid.eq_any(chunk)),
+            )
+            .execute(tx.conn)
+            .map_err(db_err("instance_mapping_list.destroy_bulk"))?;
+        }
+        Ok(removed)
+    })
+}
+
+pub(crate) fn get_not_deleted_by_cell_and_project(
+    tx: &mut Tx<'_>,
+    cell_uuid: &str,
+    project_id: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Vec<InstanceMapping>> {
+    let cell_uuid = validate::uuid("cell_uuid", cell_uuid)?;
+    if let Some(p) = project_id {
+        validate::required_varchar("project_id", p)?;
+    }
+    if let Some(l) = limit {
+        if l < 0 {
+            return Err(Error::InvalidInput {
+                field: "limit",
+                reason: format!("{l} is negative"),
+            });
+        }
+    }
+    let mut q = instance_mappings::table
+        .inner_join(cell_mappings::table)
+        .filter(cell_mappings::uuid.eq(&cell_uuid))
+        .filter(
+            instance_mappings::queued_for_delete
+                .eq(false)
+                .or(instance_mappings::queued_for_delete.is_null()),
+        )
+        .select((InstanceRow::as_select(), CellRow::as_select()))
+        .into_boxed();
+    if let Some(p) = project_id {
+        q = q.filter(instance_mappings::project_id.eq(p));
+    }
+    if let Some(l) = limit {
+        q = q.limit(l);
+    }
+    let rows = q.load::<(InstanceRow, CellRow)>(tx.conn).map_err(db_err(
+        "instance_mapping_list.get_not_deleted_by_cell_and_project",
+    ))?;
+    let options = &tx.shared.options;
+    Ok(rows
+        .into_iter()
+        .map(|(im, cell)| im.into_object(Some(cell), options))
+        .collect())
+}
+
+pub(crate) fn get_counts(
+    tx: &mut Tx<'_>,
+    project_id: &str,
+    user_id: Option<&str>,
+) -> Result<InstanceCounts> {
+    validate::required_varchar("project_id", project_id)?;
+    if let Some(u) = user_id {
+        validate::required_varchar("user_id", u)?;
+    }
+    let base = || {
+        instance_mappings::table
+            .filter(instance_mappings::project_id.eq(project_id))
+            .filter(instance_mappings::queued_for_delete.eq(false))
+    };
+    let project = base()
+        .count()
+        .get_result::<i64>(tx.conn)
+        .map_err(db_err("instance_mapping_list.get_counts"))?;
+    let user = match user_id {
+        Some(u) => Some(
+            base()
+                .filter(instance_mappings::user_id.eq(u))
+                .count()
+                .get_result::<i64>(tx.conn)
+                .map_err(db_err("instance_mapping_list.get_counts"))?,
+        ),
+        None => None,
+    };
+    Ok(InstanceCounts { project, user })
+}
+
+pub(crate) fn get_count_by_uuids_and_user(
+    tx: &mut Tx<'_>,
+    uuids: &[String],
+    user_id: &str,
+) -> Result<i64> {
+    validate::required_varchar("user_id", user_id)?;
+    let mut total = 0;
+    for chunk in uuids.chunks(UUID_CHUNK) {
+        total += instance_mappings::table
+            .filter(instance_mappings::instance_uuid.eq_any(chunk))
+            .filter(instance_mappings::user_id.eq(user_id))
+            .filter(instance_mappings::queued_for_delete.eq(false))
+            .count()
+            .get_result::<i64>(tx.conn)
+            .map_err(db_err("instance_mapping_list.get_count_by_uuids_and_user"))?;
+    }
+    Ok(total)
+}
+
+/// Instance mappings: Nova's `InstanceMapping` and `InstanceMappingList`.
+///
+/// Obtained from [`Database::instance_mappings`](crate::Database::instance_mappings)
+/// or [`Tx::instance_mappings`](crate::Tx::instance_mappings).
+pub struct InstanceMappings<E> {
+    exec: E,
+}
+
+impl<E: Executor> InstanceMappings<E> {
+    pub(crate) fn new(exec: E) -> Self {
+        Self { exec }
+    }
+
+    /// The mapping of the instance with its cell (none while unscheduled),
+    /// or [`Error::InstanceMappingNotFound`].
+    pub fn get_by_instance_uuid(&mut self, instance_uuid: &str) -> Result<InstanceMapping> {
+        self.exec.run(
+            Op::read("instance_mapping.get_by_instance_uuid"),
+            &mut |tx| get_by_instance_uuid(tx, instance_uuid),
+        )
+    }
+
+    /// Creates a mapping (`queued_for_delete` false unless given);
+    /// [`Error::InstanceMappingExists`] if the instance already has one.
+    pub fn create(&mut self, new: NewInstanceMapping) -> Result<InstanceMapping> {
+        self.exec
+            .run(Op::write("instance_mapping.create"), &mut |tx| {
+                create(tx, new.clone())
+            })
+    }
+
+    /// Writes the fields set in `update` (and `updated_at`), keyed by the
+    /// instance uuid, and applies them to `mapping`; a mapping deleted
+    /// meanwhile gives [`Error::InstanceMappingNotFound`].
+    pub fn save(
+        &mut self,
+        mapping: &mut InstanceMapping,
+        update: &InstanceMappingUpdate,
+    ) -> Result<()> {
+        self.exec
+            .run(Op::write("instance_mapping.save"), &mut |tx| {
+                save(tx, mapping, update)
+            })
+    }
+
+    /// Deletes the mapping; [`Error::InstanceMappingNotFound`] if there is none.
+    pub fn destroy(&mut self, instance_uuid: &str) -> Result<()> {
+        self.exec
+            .run(Op::write("instance_mapping.destroy"), &mut |tx| {
+                destroy(tx, instance_uuid)
+            })
+    }
+
+    /// Every mapping of the project, with cells.
+    pub fn get_by_project_id(&mut self, project_id: &str) -> Result<Vec<InstanceMapping>> {
+        self.exec.run(
+            Op::read("instance_mapping_list.get_by_project_id"),
+            &mut |tx| get_by_project_id(tx, project_id),
+        )
+    }
+
+    /// Every mapping in the cell with this id.
+    pub fn get_by_cell_id(&mut self, cell_id: i32) -> Result<Vec<InstanceMapping>> {
+        self.exec.run(
+            Op::read("instance_mapping_list.get_by_cell_id"),
+            &mut |tx| get_by_cell_id(tx, cell_id),
+        )
+    }
+
+    /// The mappings of these instances (unknown uuids are ignored; unscheduled
+    /// mappings are included), in any order.
+    pub fn get_by_instance_uuids(
+        &mut self,
+        uuids: &[impl AsRef<str>],
+    ) -> Result<Vec<InstanceMapping>> {
+        let uuids = canonical_uuids(uuids)?;
+        self.exec.run(
+            Op::read("instance_mapping_list.get_by_instance_uuids"),
+            &mut |tx| get_by_instance_uuids(tx, &uuids),
+        )
+    }
+
+    /// Deletes the mappings of these instances in one transaction; returns
+    /// how many rows went (unknown uuids are fine).
+    pub fn destroy_bulk(&mut self, uuids: &[impl AsRef<str>]) -> Result<usize> {
+        let uuids = canonical_uuids(uuids)?;
+        self.exec
+            .run(Op::write("instance_mapping_list.destroy_bulk"), &mut |tx| {
+                destroy_bulk(tx, &uuids)
+            })
+    }
+
+    /// Mappings in the cell not queued for delete (false or NULL), of one
+    /// project or of all (`None`), at most `limit` of them.
+    pub fn get_not_deleted_by_cell_and_project(
+        &mut self,
+        cell_uuid: &str,
+        project_id: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Vec<InstanceMapping>> {
+        self.exec.run(
+            Op::read("instance_mapping_list.get_not_deleted_by_cell_and_project"),
+            &mut |tx| get_not_deleted_by_cell_and_project(tx, cell_uuid, project_id, limit),
+        )
+    }
+
+    /// Counts of the project's (and the user's) mappings whose
+    /// queued_for_delete is false (NULL rows are not counted).
+    pub fn get_counts(
+        &mut self,
+        project_id: &str,
+        user_id: Option<&str>,
+    ) -> Result<InstanceCounts> {
+        self.exec
+            .run(Op::read("instance_mapping_list.get_counts"), &mut |tx| {
+                get_counts(tx, project_id, user_id)
+            })
+    }
+
+    /// How many of these instances belong to the user and are not queued for
+    /// delete (false only).
+    pub fn get_count_by_uuids_and_user(
+        &mut self,
+        uuids: &[impl AsRef<str>],
+        user_id: &str,
+    ) -> Result<i64> {
+        let uuids = canonical_uuids(uuids)?;
+        self.exec.run(
+            Op::read("instance_mapping_list.get_count_by_uuids_and_user"),
+            &mut |tx| get_count_by_uuids_and_user(tx, &uuids, user_id),
+        )
+    }
+}

@@ -1,0 +1,60 @@
+//! The object API: one file per mapping type, queries beside their rows.
+
+pub mod cell_mapping;
+pub mod host_mapping;
+pub mod instance_mapping;
+
+use diesel::backend::Backend;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::Integer;
+
+use crate::connection::{DbConnection, MultiBackend};
+use crate::url::BackendKind;
+
+/// `<insert> RETURNING id`, for the backends that have it.
+#[derive(Debug, Clone, Copy, QueryId)]
+struct ReturningId<Q>(Q);
+
+impl<Q, DB> QueryFragment<DB> for ReturningId<Q>
+where
+    DB: Backend,
+    Q: QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(" RETURNING id");
+        Ok(())
+    }
+}
+
+impl<Q> Query for ReturningId<Q> {
+    type SqlType = Integer;
+}
+
+impl<Q> RunQueryDsl<DbConnection> for ReturningId<Q> {}
+
+#[derive(QueryableByName)]
+struct LastId {
+    #[diesel(sql_type = Integer)]
+    id: i32,
+}
+
+/// Runs an insert of one row and returns the new row's id: `RETURNING id` on
+/// PostgreSQL and SQLite, `LAST_INSERT_ID()` on the same connection on MySQL,
+/// which has no `RETURNING`. The one per-backend step of every create.
+pub(crate) fn insert_returning_id<Q>(conn: &mut DbConnection, insert: Q) -> QueryResult<i32>
+where
+    Q: QueryFragment<MultiBackend> + QueryId + RunQueryDsl<DbConnection>,
+    Q: diesel::query_dsl::methods::ExecuteDsl<DbConnection>,
+{
+    match conn.backend() {
+        BackendKind::Mysql => {
+            insert.execute(conn)?;
+            diesel::sql_query("SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS id")
+                .get_result::<LastId>(conn)
+                .map(|r| r.id)
+        }
+        BackendKind::Sqlite | BackendKind::Postgres => ReturningId(insert).get_result(conn),
+    }
+}

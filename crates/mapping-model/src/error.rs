@@ -1,0 +1,145 @@
+//! The error type shared by every crate of the workspace.
+
+/// What can go wrong when using the mapping API.
+///
+/// Messages name the key or field involved and never contain a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No cell mapping has this uuid.
+    #[error("cell mapping {uuid} not found")]
+    CellMappingNotFound {
+        /// The uuid that was looked up.
+        uuid: String,
+    },
+    /// No instance mapping has this instance uuid.
+    #[error("instance mapping for instance {instance_uuid} not found")]
+    InstanceMappingNotFound {
+        /// The instance uuid that was looked up.
+        instance_uuid: String,
+    },
+    /// No host mapping has this host (or id, rendered as `id=N`).
+    #[error("host mapping for host {host} not found")]
+    HostMappingNotFound {
+        /// The host that was looked up.
+        host: String,
+    },
+    /// A cell mapping with this uuid already exists.
+    #[error("cell mapping {uuid} already exists")]
+    CellMappingExists {
+        /// The duplicate uuid.
+        uuid: String,
+    },
+    /// An instance mapping for this instance already exists.
+    #[error("instance mapping for instance {instance_uuid} already exists")]
+    InstanceMappingExists {
+        /// The duplicate instance uuid.
+        instance_uuid: String,
+    },
+    /// A host mapping for this host already exists.
+    #[error("host mapping for host {host} already exists")]
+    HostMappingExists {
+        /// The duplicate host.
+        host: String,
+    },
+    /// The cell still has mappings pointing at it and cannot be destroyed.
+    #[error(
+        "cell mapping {uuid} is in use by {instance_mappings} instance mapping(s) and {host_mappings} host mapping(s)"
+    )]
+    CellMappingInUse {
+        /// The cell's uuid.
+        uuid: String,
+        /// Instance mappings that still point at the cell.
+        instance_mappings: i64,
+        /// Host mappings that still point at the cell.
+        host_mappings: i64,
+    },
+    /// A value given by the caller is not acceptable; nothing was written.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The field (or argument) at fault.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A row in the database cannot be turned into an object.
+    #[error("bad row in {table} (id {id}): {reason}")]
+    BadRow {
+        /// The table holding the row.
+        table: &'static str,
+        /// The row's primary key.
+        id: i32,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The connection URL was refused.
+    #[error("invalid connection URL: {0}")]
+    Url(String),
+    /// The database could not be reached (the URL is shown redacted).
+    #[error("cannot connect to {url}: {message}")]
+    Connection {
+        /// The redacted URL.
+        url: String,
+        /// The driver's message, with any password removed.
+        message: String,
+    },
+    /// No pooled connection became free in time.
+    #[error("timed out after {waited_ms} ms waiting for a database connection")]
+    PoolTimeout {
+        /// How long the caller waited.
+        waited_ms: u64,
+    },
+    /// The schema of an existing database differs from what is expected.
+    #[error("schema mismatch: {}", .differences.join("; "))]
+    SchemaMismatch {
+        /// One line per difference found.
+        differences: Vec<String>,
+    },
+    /// Applying or reverting migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// Any other database error, with the operation that raised it.
+    #[error("database error during {operation}: {source}")]
+    Database {
+        /// What the library was doing.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: diesel::result::Error,
+    },
+}
+
+impl Error {
+    /// True for the not-found family of errors.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::CellMappingNotFound { .. }
+                | Error::InstanceMappingNotFound { .. }
+                | Error::HostMappingNotFound { .. }
+        )
+    }
+
+    /// True for the already-exists family of errors.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(
+            self,
+            Error::CellMappingExists { .. }
+                | Error::InstanceMappingExists { .. }
+                | Error::HostMappingExists { .. }
+        )
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    /// A driver error outside any named operation (for example a commit).
+    fn from(source: diesel::result::Error) -> Self {
+        Error::Database {
+            operation: "transaction",
+            source,
+        }
+    }
+}
+
+/// Result alias used throughout the workspace.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

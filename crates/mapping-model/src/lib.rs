@@ -1,0 +1,23 @@
+//! Schema and domain types of OpenStack Nova's cell-mapping tables
+//! (`cell_mappings`, `instance_mappings`, `host_mappings` in `nova_api`).
+//!
+//! This crate does no I/O: it holds the diesel table definitions, the plain
+//! objects the API hands out, the data needed to create or change them, input
+//! validation shared by every backend, URL-template expansion, and the error
+//! type. `mapping-diesel` builds the database access on top.
+
+pub mod cell_mapping;
+pub mod error;
+pub mod host_mapping;
+pub mod instance_mapping;
+pub mod schema;
+pub mod url_template;
+pub mod validate;
+
+pub use cell_mapping::{CellMapping, CellMappingUpdate, NewCellMapping, CELL0_UUID};
+pub use error::{Error, Result};
+pub use host_mapping::{HostMapping, HostMappingUpdate, NewHostMapping};
+pub use instance_mapping::{
+    InstanceCounts, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,
+};
+pub use url_template::expand_url_template;

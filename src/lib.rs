@@ -1,0 +1,15 @@
+//! One synchronous object API over OpenStack Nova's cell-mapping tables
+//! (`cell_mappings`, `instance_mappings`, `host_mappings` of `nova_api`), on
+//! SQLite (built in), PostgreSQL (feature `postgres`) and MySQL/MariaDB
+//! (feature `mysql`).
+//!
+//! This facade re-exports [`mapping_diesel`] (the database handle and object
+//! API) and [`mapping_model`] (the objects and errors) so a service depends on
+//! one crate.
+
+pub use mapping_diesel::*;
+pub use mapping_model::{
+    CellMapping, CellMappingUpdate, HostMapping, HostMappingUpdate, InstanceCounts,
+    InstanceMapping, InstanceMappingUpdate, NewCellMapping, NewHostMapping, NewInstanceMapping,
+    CELL0_UUID,
+};
