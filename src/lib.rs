@@ -13,3 +13,8 @@ pub use mapping_model::{
     InstanceMapping, InstanceMappingUpdate, NewCellMapping, NewHostMapping, NewInstanceMapping,
     CELL0_UUID,
 };
+
+/// The README's code blocks, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
