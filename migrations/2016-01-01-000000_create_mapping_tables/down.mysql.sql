@@ -1,3 +1,4 @@
-DROP TABLE host_mappings;
+-- Drops the mapping tables, referencing tables first.
 DROP TABLE instance_mappings;
+DROP TABLE host_mappings;
 DROP TABLE cell_mappings;
