@@ -381,6 +381,14 @@ empty_backend_tests! {
         assert_eq!(t.applied_migrations().unwrap(), vec![baseline()]);
         assert_eq!(count(t, "cell_mappings"), "3");
         assert_eq!(describe(t), expected(b));
+
+        // Reverting would drop Nova's tables: refused, nothing changes.
+        match t.revert_last_migration() {
+            Err(Error::Migration(msg)) => assert!(msg.contains("alembic_version"), "{msg}"),
+            other => panic!("revert of an adopted database was not refused: {other:?}"),
+        }
+        assert_eq!(t.applied_migrations().unwrap(), vec![baseline()]);
+        assert_eq!(count(t, "cell_mappings"), "3");
     }
 
     fn refuses_a_wrong_column_type(t) {

@@ -236,8 +236,20 @@ impl Database {
     }
 
     /// Reverts the most recent migration; returns its version.
+    ///
+    /// Refused on a database that Nova's own migrations manage (its
+    /// `alembic_version` table is present): reverting the baseline would drop
+    /// Nova's tables and every mapping in them.
     pub fn revert_last_migration(&self) -> Result<String> {
         let mut conn = self.checkout()?;
+        let tables = crate::schema_check::table_names(&mut conn)?;
+        if tables.iter().any(|t| t == "alembic_version") {
+            return Err(Error::Migration(
+                "refusing to revert: this nova_api is managed by Nova's migrations \
+                 (alembic_version present), reverting would drop its mapping tables"
+                    .to_owned(),
+            ));
+        }
         conn.revert_last_migration(NovaMigrations::new(self.shared.backend))
             .map(|v| v.to_string())
             .map_err(|e| Error::Migration(e.to_string()))

@@ -38,10 +38,10 @@ diesel::table! {
         cell_id -> Nullable<Integer>,
         /// Owning project.
         project_id -> Varchar,
-        /// Owning user (NULL in rows from old releases).
-        user_id -> Nullable<Varchar>,
         /// Whether the instance is queued for deletion (NULL in old rows).
         queued_for_delete -> Nullable<Bool>,
+        /// Owning user (NULL in rows from old releases).
+        user_id -> Nullable<Varchar>,
     }
 }
 
