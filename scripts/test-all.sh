@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite on all three backends (SQLite, PostgreSQL, MariaDB):
 # installs and starts what is missing, then runs every test. A backend that
-# cannot be reached fails the run; nothing is skipped.
+# cannot be reached fails the run; nothing is skipped. Ends with one line
+# adding up every test binary's result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
-cargo test --workspace --all-features "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-features "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ {
+       for (i = 1; i <= NF; i++) {
+         if ($(i+1) ~ /^passed/) p += $i
+         if ($(i+1) ~ /^failed/) f += $i
+         if ($(i+1) ~ /^ignored/) s += $i
+       }
+     }
+     END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"

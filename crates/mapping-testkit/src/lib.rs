@@ -271,7 +271,7 @@ pub fn new_host(cell: &CellMapping) -> NewHostMapping {
 /// `#[test]` per backend, named `<test>::sqlite`, `<test>::postgres`,
 /// `<test>::mysql`. The body gets a fresh migrated [`TestDb`].
 ///
-/// ```ignore
+/// ```text
 /// mapping_testkit::backend_tests! {
 ///     fn creates_a_cell(t) {
 ///         let cell = t.cell();
