@@ -44,10 +44,13 @@ impl CellRow {
     }
 }
 
+/// A stored URL as the object shows it: NULL reads as `""`; with a default,
+/// every value goes through the template formatter, as in Nova (so `}}`
+/// reads as `}` even in a value with no `{`).
 fn expand(raw: Option<String>, default: Option<&str>) -> String {
     match raw {
         None => String::new(),
-        Some(raw) if default.is_some() && raw.contains('{') => expand_url_template(&raw, default),
+        Some(raw) if default.is_some() => expand_url_template(&raw, default),
         Some(raw) => raw,
     }
 }
@@ -123,6 +126,11 @@ pub(crate) fn save(
 ) -> Result<()> {
     update.validate()?;
     let uuid = validate::uuid("cell_uuid", &cell.uuid)?;
+    if update.is_empty() {
+        // Nothing to write (not even updated_at, as in Nova); only the
+        // existence check remains.
+        return get_by_uuid(tx, &uuid).map(|_| ());
+    }
     let now = tx.now();
     let changes = CellChanges {
         updated_at: NovaTimestamp(now),

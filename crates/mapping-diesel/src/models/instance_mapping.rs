@@ -83,11 +83,19 @@ struct InstanceChanges<'a> {
     queued_for_delete: Option<bool>,
 }
 
+/// Checks and canonicalises the uuids and drops repeats (in any spelling), so
+/// that a uuid given twice is never matched twice across chunks: no duplicate
+/// objects, no double counts, as a single SQL `IN` would behave.
 fn canonical_uuids(uuids: &[impl AsRef<str>]) -> Result<Vec<String>> {
-    uuids
-        .iter()
-        .map(|u| validate::uuid("instance_uuid", u.as_ref()))
-        .collect()
+    let mut seen = std::collections::HashSet::with_capacity(uuids.len());
+    let mut out = Vec::with_capacity(uuids.len());
+    for u in uuids {
+        let u = validate::uuid("instance_uuid", u.as_ref())?;
+        if seen.insert(u.clone()) {
+            out.push(u);
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn get_by_instance_uuid(
@@ -155,6 +163,11 @@ pub(crate) fn save(
 ) -> Result<()> {
     update.validate()?;
     let instance_uuid = validate::uuid("instance_uuid", &mapping.instance_uuid)?;
+    if update.is_empty() {
+        // Nothing to write (not even updated_at, as in Nova); only the
+        // existence check remains.
+        return get_by_instance_uuid(tx, &instance_uuid).map(|_| ());
+    }
     let now = tx.now();
     let changes = InstanceChanges {
         updated_at: NovaTimestamp(now),
