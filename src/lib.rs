@@ -13,3 +13,8 @@ pub use mapping_model::{
     InstanceMapping, InstanceMappingUpdate, NewCellMapping, NewHostMapping, NewInstanceMapping,
     CELL0_UUID,
 };
+
+/// The examples of `docs/tables.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/tables.md")]
+pub struct TablesDoc;

@@ -290,7 +290,23 @@ impl<E: Executor> CellMappings<E> {
             })
     }
 
-    /// Creates a cell; [`Error::CellMappingExists`] if the uuid is taken.
+    /// Creates a cell (`disabled` false unless given); the URLs are stored
+    /// as given, templates included, and the returned object has them
+    /// expanded. [`Error::CellMappingExists`] if the uuid is taken.
+    ///
+    /// ```
+    /// # use mapping_diesel::Database;
+    /// # use mapping_model::{Error, NewCellMapping, CELL0_UUID};
+    /// let db = Database::open("sqlite://")?;
+    /// db.migrate()?;
+    /// let cell0 = db.cells().create(
+    ///     NewCellMapping::new(CELL0_UUID, "none:///", "mysql+pymysql://nova:pw@db/nova_cell0").name("cell0"),
+    /// )?;
+    /// assert!(cell0.is_cell0());
+    /// assert_eq!(cell0.identity(), format!("{CELL0_UUID}(cell0)"));
+    /// assert_eq!(db.cells().get_by_uuid(CELL0_UUID)?, cell0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn create(&mut self, new: NewCellMapping) -> Result<CellMapping> {
         self.exec.run(Op::write("cell_mapping.create"), &mut |tx| {
             create(tx, new.clone())
@@ -298,7 +314,22 @@ impl<E: Executor> CellMappings<E> {
     }
 
     /// Writes the fields set in `update` (and `updated_at`), keyed by the
-    /// cell's uuid, and applies them to `cell`.
+    /// cell's uuid, and applies them to `cell`; [`Error::CellMappingNotFound`]
+    /// if the cell is gone. Fields not in `update` are not written, so the
+    /// expanded URLs of `cell` never replace stored templates. An empty
+    /// update writes nothing and only checks that the cell exists.
+    ///
+    /// ```
+    /// # use mapping_diesel::Database;
+    /// # use mapping_model::{CellMappingUpdate, Error, NewCellMapping};
+    /// # let db = Database::open("sqlite://")?;
+    /// # db.migrate()?;
+    /// let mut cell = db.cells().create(NewCellMapping::new(
+    ///     "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e", "rabbit://mq/", "mysql://db/nova_cell1"))?;
+    /// db.cells().save(&mut cell, &CellMappingUpdate::new().disabled(true))?;
+    /// assert!(db.cells().get_by_disabled(true)?.contains(&cell));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn save(&mut self, cell: &mut CellMapping, update: &CellMappingUpdate) -> Result<()> {
         self.exec.run(Op::write("cell_mapping.save"), &mut |tx| {
             save(tx, cell, update)

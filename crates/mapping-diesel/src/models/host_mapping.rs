@@ -225,7 +225,10 @@ impl<E: Executor> HostMappings<E> {
     }
 
     /// Writes the fields set in `update` (and `updated_at`), keyed by the
-    /// mapping's id, and applies them to `mapping`.
+    /// mapping's id, and applies them to `mapping`;
+    /// [`Error::HostMappingNotFound`] if the mapping is gone,
+    /// [`Error::HostMappingExists`] on a rename to a taken host. An empty
+    /// update writes nothing and only checks that the mapping exists.
     pub fn save(&mut self, mapping: &mut HostMapping, update: &HostMappingUpdate) -> Result<()> {
         self.exec.run(Op::write("host_mapping.save"), &mut |tx| {
             save(tx, mapping, update)
