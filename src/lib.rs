@@ -18,3 +18,8 @@ pub use mapping_model::{
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The examples of `docs/tables.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/tables.md")]
+pub struct TablesDoc;

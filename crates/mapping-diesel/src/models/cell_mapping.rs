@@ -44,10 +44,13 @@ impl CellRow {
     }
 }
 
+/// A stored URL as the object shows it: NULL reads as `""`; with a default,
+/// every value goes through the template formatter, as in Nova (so `}}`
+/// reads as `}` even in a value with no `{`).
 fn expand(raw: Option<String>, default: Option<&str>) -> String {
     match raw {
         None => String::new(),
-        Some(raw) if default.is_some() && raw.contains('{') => expand_url_template(&raw, default),
+        Some(raw) if default.is_some() => expand_url_template(&raw, default),
         Some(raw) => raw,
     }
 }
@@ -123,6 +126,11 @@ pub(crate) fn save(
 ) -> Result<()> {
     update.validate()?;
     let uuid = validate::uuid("cell_uuid", &cell.uuid)?;
+    if update.is_empty() {
+        // Nothing to write (not even updated_at, as in Nova); only the
+        // existence check remains.
+        return get_by_uuid(tx, &uuid).map(|_| ());
+    }
     let now = tx.now();
     let changes = CellChanges {
         updated_at: NovaTimestamp(now),
@@ -282,7 +290,23 @@ impl<E: Executor> CellMappings<E> {
             })
     }
 
-    /// Creates a cell; [`Error::CellMappingExists`] if the uuid is taken.
+    /// Creates a cell (`disabled` false unless given); the URLs are stored
+    /// as given, templates included, and the returned object has them
+    /// expanded. [`Error::CellMappingExists`] if the uuid is taken.
+    ///
+    /// ```
+    /// # use mapping_diesel::Database;
+    /// # use mapping_model::{Error, NewCellMapping, CELL0_UUID};
+    /// let db = Database::open("sqlite://")?;
+    /// db.migrate()?;
+    /// let cell0 = db.cells().create(
+    ///     NewCellMapping::new(CELL0_UUID, "none:///", "mysql+pymysql://nova:pw@db/nova_cell0").name("cell0"),
+    /// )?;
+    /// assert!(cell0.is_cell0());
+    /// assert_eq!(cell0.identity(), format!("{CELL0_UUID}(cell0)"));
+    /// assert_eq!(db.cells().get_by_uuid(CELL0_UUID)?, cell0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn create(&mut self, new: NewCellMapping) -> Result<CellMapping> {
         self.exec.run(Op::write("cell_mapping.create"), &mut |tx| {
             create(tx, new.clone())
@@ -290,7 +314,22 @@ impl<E: Executor> CellMappings<E> {
     }
 
     /// Writes the fields set in `update` (and `updated_at`), keyed by the
-    /// cell's uuid, and applies them to `cell`.
+    /// cell's uuid, and applies them to `cell`; [`Error::CellMappingNotFound`]
+    /// if the cell is gone. Fields not in `update` are not written, so the
+    /// expanded URLs of `cell` never replace stored templates. An empty
+    /// update writes nothing and only checks that the cell exists.
+    ///
+    /// ```
+    /// # use mapping_diesel::Database;
+    /// # use mapping_model::{CellMappingUpdate, Error, NewCellMapping};
+    /// # let db = Database::open("sqlite://")?;
+    /// # db.migrate()?;
+    /// let mut cell = db.cells().create(NewCellMapping::new(
+    ///     "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e", "rabbit://mq/", "mysql://db/nova_cell1"))?;
+    /// db.cells().save(&mut cell, &CellMappingUpdate::new().disabled(true))?;
+    /// assert!(db.cells().get_by_disabled(true)?.contains(&cell));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn save(&mut self, cell: &mut CellMapping, update: &CellMappingUpdate) -> Result<()> {
         self.exec.run(Op::write("cell_mapping.save"), &mut |tx| {
             save(tx, cell, update)

@@ -104,6 +104,22 @@ pub(crate) fn save(
     update: &HostMappingUpdate,
 ) -> Result<()> {
     update.validate()?;
+    if update.is_empty() {
+        // Nothing to write (not even updated_at, as in Nova); only the
+        // existence check remains.
+        let found = host_mappings::table
+            .filter(host_mappings::id.eq(mapping.id))
+            .select(host_mappings::id)
+            .first::<i32>(tx.conn)
+            .optional()
+            .map_err(db_err("host_mapping.save"))?;
+        return match found {
+            Some(_) => Ok(()),
+            None => Err(Error::HostMappingNotFound {
+                host: mapping.host.clone(),
+            }),
+        };
+    }
     let now = tx.now();
     let changes = HostChanges {
         updated_at: NovaTimestamp(now),
@@ -209,7 +225,10 @@ impl<E: Executor> HostMappings<E> {
     }
 
     /// Writes the fields set in `update` (and `updated_at`), keyed by the
-    /// mapping's id, and applies them to `mapping`.
+    /// mapping's id, and applies them to `mapping`;
+    /// [`Error::HostMappingNotFound`] if the mapping is gone,
+    /// [`Error::HostMappingExists`] on a rename to a taken host. An empty
+    /// update writes nothing and only checks that the mapping exists.
     pub fn save(&mut self, mapping: &mut HostMapping, update: &HostMappingUpdate) -> Result<()> {
         self.exec.run(Op::write("host_mapping.save"), &mut |tx| {
             save(tx, mapping, update)

@@ -83,11 +83,19 @@ struct InstanceChanges<'a> {
     queued_for_delete: Option<bool>,
 }
 
+/// Checks and canonicalises the uuids and drops repeats (in any spelling), so
+/// that a uuid given twice is never matched twice across chunks: no duplicate
+/// objects, no double counts, as a single SQL `IN` would behave.
 fn canonical_uuids(uuids: &[impl AsRef<str>]) -> Result<Vec<String>> {
-    uuids
-        .iter()
-        .map(|u| validate::uuid("instance_uuid", u.as_ref()))
-        .collect()
+    let mut seen = std::collections::HashSet::with_capacity(uuids.len());
+    let mut out = Vec::with_capacity(uuids.len());
+    for u in uuids {
+        let u = validate::uuid("instance_uuid", u.as_ref())?;
+        if seen.insert(u.clone()) {
+            out.push(u);
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn get_by_instance_uuid(
@@ -155,6 +163,11 @@ pub(crate) fn save(
 ) -> Result<()> {
     update.validate()?;
     let instance_uuid = validate::uuid("instance_uuid", &mapping.instance_uuid)?;
+    if update.is_empty() {
+        // Nothing to write (not even updated_at, as in Nova); only the
+        // existence check remains.
+        return get_by_instance_uuid(tx, &instance_uuid).map(|_| ());
+    }
     let now = tx.now();
     let changes = InstanceChanges {
         updated_at: NovaTimestamp(now),
@@ -371,6 +384,23 @@ impl<E: Executor> InstanceMappings<E> {
 
     /// The mapping of the instance with its cell (none while unscheduled),
     /// or [`Error::InstanceMappingNotFound`].
+    ///
+    /// ```
+    /// # use mapping_diesel::Database;
+    /// # use mapping_model::{Error, NewCellMapping, NewInstanceMapping};
+    /// let db = Database::open("sqlite://")?;
+    /// db.migrate()?;
+    /// let cell = db.cells().create(NewCellMapping::new(
+    ///     "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e", "rabbit://mq/", "mysql://db/nova_cell1"))?;
+    /// let uuid = "0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10";
+    /// db.instance_mappings().create(NewInstanceMapping::new(uuid, "project", "user").cell(&cell))?;
+    ///
+    /// let im = db.instance_mappings().get_by_instance_uuid(uuid)?;
+    /// assert_eq!(im.cell_mapping, Some(cell));
+    /// let missing = db.instance_mappings().get_by_instance_uuid("5f0c2a0e-6f56-4a7d-8e1b-2d0c9a8b7e61");
+    /// assert!(matches!(missing, Err(Error::InstanceMappingNotFound { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn get_by_instance_uuid(&mut self, instance_uuid: &str) -> Result<InstanceMapping> {
         self.exec.run(
             Op::read("instance_mapping.get_by_instance_uuid"),
@@ -380,6 +410,24 @@ impl<E: Executor> InstanceMappings<E> {
 
     /// Creates a mapping (`queued_for_delete` false unless given);
     /// [`Error::InstanceMappingExists`] if the instance already has one.
+    ///
+    /// The API creates the mapping before scheduling, with no cell:
+    ///
+    /// ```
+    /// # use mapping_diesel::Database;
+    /// # use mapping_model::{Error, NewInstanceMapping};
+    /// let db = Database::open("sqlite://")?;
+    /// db.migrate()?;
+    /// let new = NewInstanceMapping::new("0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10", "project", "user");
+    /// let im = db.instance_mappings().create(new.clone())?;
+    /// assert!(im.cell_mapping.is_none());
+    /// assert!(!im.queued_for_delete);
+    /// assert!(matches!(
+    ///     db.instance_mappings().create(new),
+    ///     Err(Error::InstanceMappingExists { .. })
+    /// ));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn create(&mut self, new: NewInstanceMapping) -> Result<InstanceMapping> {
         self.exec
             .run(Op::write("instance_mapping.create"), &mut |tx| {
@@ -389,7 +437,30 @@ impl<E: Executor> InstanceMappings<E> {
 
     /// Writes the fields set in `update` (and `updated_at`), keyed by the
     /// instance uuid, and applies them to `mapping`; a mapping deleted
-    /// meanwhile gives [`Error::InstanceMappingNotFound`].
+    /// meanwhile gives [`Error::InstanceMappingNotFound`]. An empty update
+    /// writes nothing and only checks that the mapping exists.
+    ///
+    /// The conductor assigns the cell once the instance is scheduled; a
+    /// delete queues the mapping, a restore unqueues it:
+    ///
+    /// ```
+    /// # use mapping_diesel::Database;
+    /// # use mapping_model::{Error, InstanceMappingUpdate, NewCellMapping, NewInstanceMapping};
+    /// # let db = Database::open("sqlite://")?;
+    /// # db.migrate()?;
+    /// # let cell = db.cells().create(NewCellMapping::new(
+    /// #     "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e", "rabbit://mq/", "mysql://db/nova_cell1"))?;
+    /// let uuid = "0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10";
+    /// let mut im = db.instance_mappings().create(NewInstanceMapping::new(uuid, "project", "user"))?;
+    /// db.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().cell(Some(&cell)))?;
+    /// db.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))?;
+    ///
+    /// let stored = db.instance_mappings().get_by_instance_uuid(uuid)?;
+    /// assert_eq!(stored.cell_mapping.as_ref(), Some(&cell));
+    /// assert!(stored.queued_for_delete);
+    /// assert_eq!(stored, im);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn save(
         &mut self,
         mapping: &mut InstanceMapping,
@@ -449,7 +520,30 @@ impl<E: Executor> InstanceMappings<E> {
     }
 
     /// Mappings in the cell not queued for delete (false or NULL), of one
-    /// project or of all (`None`), at most `limit` of them.
+    /// project or of all (`None`), at most `limit` of them, each with its
+    /// cell; no order is promised. A negative limit is
+    /// [`Error::InvalidInput`].
+    ///
+    /// ```
+    /// # use mapping_diesel::Database;
+    /// # use mapping_model::{Error, NewCellMapping, NewInstanceMapping};
+    /// # let db = Database::open("sqlite://")?;
+    /// # db.migrate()?;
+    /// let cell_uuid = "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e";
+    /// let cell = db.cells().create(NewCellMapping::new(cell_uuid, "rabbit://mq/", "mysql://db/c1"))?;
+    /// let new = |u: &str| NewInstanceMapping::new(u, "project", "user").cell(&cell);
+    /// db.instance_mappings().create(new("0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10"))?;
+    /// db.instance_mappings().create(new("5f0c2a0e-6f56-4a7d-8e1b-2d0c9a8b7e61").queued_for_delete(true))?;
+    ///
+    /// let live = db.instance_mappings()
+    ///     .get_not_deleted_by_cell_and_project(cell_uuid, Some("project"), None)?;
+    /// assert_eq!(live.len(), 1);
+    /// assert_eq!(live[0].cell_mapping.as_ref(), Some(&cell));
+    /// let any_project = db.instance_mappings()
+    ///     .get_not_deleted_by_cell_and_project(cell_uuid, None, Some(10))?;
+    /// assert_eq!(any_project, live);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn get_not_deleted_by_cell_and_project(
         &mut self,
         cell_uuid: &str,
@@ -463,7 +557,26 @@ impl<E: Executor> InstanceMappings<E> {
     }
 
     /// Counts of the project's (and the user's) mappings whose
-    /// queued_for_delete is false (NULL rows are not counted).
+    /// queued_for_delete is false (NULL rows are not counted: their state is
+    /// unknown). `user` is `None` when no user is asked for.
+    ///
+    /// ```
+    /// # use mapping_diesel::Database;
+    /// # use mapping_model::{Error, InstanceCounts, NewInstanceMapping};
+    /// # let db = Database::open("sqlite://")?;
+    /// # db.migrate()?;
+    /// let mut ims = db.instance_mappings();
+    /// ims.create(NewInstanceMapping::new("0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10", "project", "alice"))?;
+    /// ims.create(NewInstanceMapping::new("5f0c2a0e-6f56-4a7d-8e1b-2d0c9a8b7e61", "project", "bob"))?;
+    /// ims.create(
+    ///     NewInstanceMapping::new("9d3e7c1a-2b4f-4c6d-8e0f-1a2b3c4d5e6f", "project", "alice")
+    ///         .queued_for_delete(true),
+    /// )?;
+    ///
+    /// assert_eq!(ims.get_counts("project", Some("alice"))?, InstanceCounts { project: 2, user: Some(1) });
+    /// assert_eq!(ims.get_counts("project", None)?, InstanceCounts { project: 2, user: None });
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn get_counts(
         &mut self,
         project_id: &str,
