@@ -116,24 +116,6 @@ backend_tests! {
         ));
     }
 
-    fn create_writes_queued_for_delete_false(t) {
-        let im = t.instance(None, "p", "u");
-        t.exec("CREATE TABLE probe (v INTEGER)");
-        let sql = format!(
-            "INSERT INTO probe (v) SELECT COUNT(*) FROM instance_mappings \
-             WHERE instance_uuid = '{}' AND queued_for_delete IS NOT NULL AND queued_for_delete = {}",
-            im.instance_uuid,
-            t.sql_bool(false)
-        );
-        t.exec(&sql);
-        // Read the probe back through a count of a query that must be 1.
-        let got = t.instance_mappings().get_counts("p", Some("u")).unwrap();
-        assert_eq!(got.project, 1, "queued_for_delete was not written as false");
-        let queued = t.instance_mappings().create(new_instance("p", "u").queued_for_delete(true)).unwrap();
-        assert!(queued.queued_for_delete);
-        assert!(t.instance_mappings().get_by_instance_uuid(&queued.instance_uuid).unwrap().queued_for_delete);
-    }
-
     fn unscheduled_then_scheduled(t) {
         let cell = t.cell();
         let mut im = t.instance(None, "p", "u");
@@ -147,17 +129,6 @@ backend_tests! {
         assert_eq!(got.cell_mapping.as_ref(), Some(&cell));
         assert_eq!(got, im);
         assert!(got.updated_at.is_some());
-    }
-
-    fn queued_for_delete_save(t) {
-        let cell = t.cell();
-        let mut im = t.instance(Some(&cell), "p", "u");
-        t.instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))
-            .unwrap();
-        let got = t.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
-        assert!(got.queued_for_delete);
-        assert_eq!(got.cell_mapping.as_ref(), Some(&cell), "cell must stay");
     }
 
     fn save_after_destroy_is_not_found(t) {
@@ -178,21 +149,6 @@ backend_tests! {
             t.instance_mappings().destroy(&im.instance_uuid),
             Err(Error::InstanceMappingNotFound { .. })
         ));
-    }
-
-    fn null_user_id_and_queued_for_delete_from_old_rows(t) {
-        let cell = t.cell();
-        let u = uuid();
-        t.exec(&format!(
-            "INSERT INTO instance_mappings (instance_uuid, cell_id, project_id, user_id, queued_for_delete) \
-             VALUES ('{u}', {}, 'old-project', NULL, NULL)",
-            cell.id
-        ));
-        let got = t.instance_mappings().get_by_instance_uuid(&u).unwrap();
-        assert_eq!(got.user_id, None);
-        assert!(!got.queued_for_delete);
-        assert_eq!(got.cell_mapping.as_ref(), Some(&cell));
-        assert!(got.created_at.is_none());
     }
 
     fn host_mapping_round_trips(t) {
