@@ -189,6 +189,7 @@ fn wrongly_typed_values_on_sqlite() {
     let cell = t.cell();
     let good = t.instance(Some(&cell), "p", "u");
     let (bad_date, bad_bool, bad_cell) = (uuid(), uuid(), uuid());
+    let (blob_cell, odd_cell) = (uuid(), uuid());
     exec_without_foreign_keys(
         &t,
         &format!(
@@ -199,7 +200,9 @@ fn wrongly_typed_values_on_sqlite() {
              INSERT INTO instance_mappings (instance_uuid, cell_id, project_id, user_id, queued_for_delete) \
              VALUES ('{bad_cell}', 'abc', 'q', 'u', 0); \
              INSERT INTO cell_mappings (uuid, name, disabled, updated_at) \
-             VALUES ('{}', x'00ff', 'yes', 1e300)",
+             VALUES ('{}', 'x', 'yes', 1e300); \
+             INSERT INTO cell_mappings (uuid, name) VALUES ('{blob_cell}', x'00ff41'); \
+             INSERT INTO cell_mappings (uuid, transport_url, disabled) VALUES ('{odd_cell}', 42, 'yes')",
             uuid()
         ),
     );
@@ -238,6 +241,13 @@ fn wrongly_typed_values_on_sqlite() {
         .unwrap()
         .cell_mapping
         .is_none());
+    // Bytes that are not UTF-8: a typed error naming the column.
+    deserialization_error(t.cells().get_by_uuid(&blob_cell).map(drop), "name");
+    // A number in a text column reads as its text, text in a boolean column
+    // as SQLite converts it (0).
+    let odd = t.cells().get_by_uuid(&odd_cell).unwrap();
+    assert_eq!(odd.transport_url, "42");
+    assert!(!odd.disabled);
     // Every other row reads fine.
     assert_eq!(
         t.instance_mappings()

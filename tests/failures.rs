@@ -54,6 +54,53 @@ fn opening_a_database_that_is_down_is_a_connection_error_without_password() {
 }
 
 #[test]
+fn odd_options_are_refused_or_clamped_never_a_panic() {
+    let err = Database::open_with(
+        "sqlite://",
+        Options {
+            connection_timeout: Duration::ZERO,
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidInput {
+                field: "connection_timeout",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    for &backend in compiled_backends() {
+        let t = TestDb::with_options(
+            backend,
+            Options {
+                max_connections: 0,
+                sqlite_busy_timeout: Duration::MAX,
+                retry: cell_mappings::RetryPolicy {
+                    max_attempts: 0,
+                    base_delay: Duration::MAX,
+                    max_delay: Duration::MAX,
+                },
+                ..Options::default()
+            },
+        );
+        let cell = t.cell();
+        assert_eq!(t.cells().get_all().unwrap(), vec![cell], "{backend:?}");
+    }
+    let p = cell_mappings::RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::MAX,
+        max_delay: Duration::MAX,
+    };
+    for retry in [0, 1, 2, 64, u32::MAX] {
+        assert!(p.delay(retry) <= Duration::MAX);
+    }
+}
+
+#[test]
 fn a_pool_with_no_free_connection_times_out() {
     for &backend in compiled_backends() {
         let t = TestDb::with_options(

@@ -72,13 +72,16 @@ fn jitter() -> f64 {
 /// Options of a [`Database`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Most connections the pool holds (an in-memory SQLite database always uses one).
+    /// Most connections the pool holds (0 counts as 1; an in-memory SQLite
+    /// database always uses one).
     pub max_connections: u32,
     /// How long a caller waits for a pooled connection before
     /// [`Error::PoolTimeout`] (or [`Error::Connection`] if the server cannot
     /// be reached meanwhile).
     pub connection_timeout: Duration,
-    /// How long a SQLite statement waits for a lock held elsewhere.
+    /// How long a SQLite statement waits for a lock held elsewhere (at most
+    /// `i32::MAX` milliseconds; zero fails at once with "database is locked",
+    /// which the retry policy then retries).
     pub sqlite_busy_timeout: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
@@ -149,6 +152,13 @@ impl Database {
     /// Opens the database named by `url` with `options`. One connection is
     /// made at once, so a database that is down is reported here.
     pub fn open_with(url: &str, options: Options) -> Result<Self> {
+        if options.connection_timeout.is_zero() {
+            // The pool cannot wait "no time at all" (r2d2 would panic).
+            return Err(Error::InvalidInput {
+                field: "connection_timeout",
+                reason: "must be longer than zero".into(),
+            });
+        }
         let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
         let backend = url.backend();
         let manager = Manager::new(
