@@ -135,6 +135,7 @@ fn a_pool_with_no_free_connection_times_out() {
 /// keeps running): idle pooled connections are replaced transparently, a
 /// transaction whose connection dies fails with a typed error, and the pool
 /// serves again afterwards.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 fn killed_connections_are_survived(backend: cell_mappings::BackendKind) {
     let t = TestDb::new(backend);
     let cell = t.cell();
@@ -201,6 +202,7 @@ fn killed_connections_are_survived(backend: cell_mappings::BackendKind) {
 /// The database disappears (connections killed, database dropped) and comes
 /// back: meanwhile calls fail fast with `Error::Connection`, then the same
 /// handle serves again.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 fn database_that_comes_back_is_served_again(backend: cell_mappings::BackendKind) {
     let t = TestDb::with_options(
         backend,
