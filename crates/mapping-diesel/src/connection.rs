@@ -110,7 +110,7 @@ impl Manager {
                     .map_err(|e| ConnectError::Driver(self.scrub(e.to_string())))?;
                 let mut pragmas = format!(
                     "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
-                    self.sqlite.busy_timeout.as_millis()
+                    self.sqlite.busy_timeout.as_millis().min(i32::MAX as u128)
                 );
                 if !self.url.is_sqlite_memory() {
                     pragmas.push_str(" PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");

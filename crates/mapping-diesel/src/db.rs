@@ -1,6 +1,7 @@
 //! The [`Database`] handle: a connection pool, the options, retries, and
 //! transactions.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,8 +45,9 @@ impl RetryPolicy {
         }
     }
 
-    /// The delay before retry number `retry` (1-based): exponential, capped,
-    /// with "full jitter" (uniform in `[delay/2, delay]`).
+    /// The delay before retry number `retry` (1-based): `base_delay` doubled
+    /// per retry, capped at `max_delay`, then jittered uniformly into
+    /// `[delay/2, delay]` so that colliding callers do not retry in lockstep.
     pub fn delay(&self, retry: u32) -> Duration {
         let exp = self.base_delay.saturating_mul(
             1u32.checked_shl(retry.saturating_sub(1))
@@ -57,36 +59,29 @@ impl RetryPolicy {
     }
 }
 
-/// A number in `[0, 1)` from the clock and a per-thread counter: enough to
-/// spread retries apart without a random-number crate.
+/// A number in `[0, 1)`, from the standard library's randomly keyed hasher:
+/// enough to spread retries apart without a random-number crate.
 fn jitter() -> f64 {
-    use std::cell::Cell;
-    thread_local!(static STATE: Cell<u64> = const { Cell::new(0) });
-    STATE.with(|s| {
-        let mut x = s.get();
-        if x == 0 {
-            x = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0x9E37_79B9_7F4A_7C15)
-                | 1;
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
+    use std::hash::BuildHasher;
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let x = std::collections::hash_map::RandomState::new()
+        .hash_one(CALLS.fetch_add(1, Ordering::Relaxed));
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Options of a [`Database`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Most connections the pool holds (an in-memory SQLite database always uses one).
+    /// Most connections the pool holds (0 counts as 1; an in-memory SQLite
+    /// database always uses one).
     pub max_connections: u32,
-    /// How long a caller waits for a pooled connection before [`Error::PoolTimeout`].
+    /// How long a caller waits for a pooled connection before
+    /// [`Error::PoolTimeout`] (or [`Error::Connection`] if the server cannot
+    /// be reached meanwhile).
     pub connection_timeout: Duration,
-    /// How long a SQLite statement waits for a lock held elsewhere.
+    /// How long a SQLite statement waits for a lock held elsewhere (at most
+    /// `i32::MAX` milliseconds; zero fails at once with "database is locked",
+    /// which the retry policy then retries).
     pub sqlite_busy_timeout: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
@@ -116,6 +111,16 @@ pub(crate) struct Shared {
     url: ConnectionUrl,
     backend: BackendKind,
     pub(crate) options: Options,
+    retries: AtomicU64,
+}
+
+/// Counters of a [`Database`], shared by all its clones (see [`Database::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Transient failures (deadlock, serialization failure, lock-wait
+    /// timeout, SQLite busy, lost connection on a read) retried so far.
+    pub retries: u64,
 }
 
 /// A handle on a `nova_api` database: a pool of connections plus options.
@@ -147,6 +152,13 @@ impl Database {
     /// Opens the database named by `url` with `options`. One connection is
     /// made at once, so a database that is down is reported here.
     pub fn open_with(url: &str, options: Options) -> Result<Self> {
+        if options.connection_timeout.is_zero() {
+            // The pool cannot wait "no time at all" (r2d2 would panic).
+            return Err(Error::InvalidInput {
+                field: "connection_timeout",
+                reason: "must be longer than zero".into(),
+            });
+        }
         let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
         let backend = url.backend();
         let manager = Manager::new(
@@ -192,6 +204,7 @@ impl Database {
                 url,
                 backend,
                 options,
+                retries: AtomicU64::new(0),
             }),
         })
     }
@@ -211,13 +224,34 @@ impl Database {
         &self.shared.options
     }
 
-    /// Takes a connection from the pool.
+    /// Counters since the database was opened.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            retries: self.shared.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes a connection from the pool, which waits up to
+    /// `connection_timeout` and reconnects as needed. Fails with
+    /// [`Error::Connection`] when the last attempt to connect failed (the
+    /// server is down), else with [`Error::PoolTimeout`] (every connection
+    /// stayed busy).
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>> {
         let start = Instant::now();
         self.shared.pool.get().map_err(|e| {
             tracing::warn!(error = %e, "no database connection available");
-            Error::PoolTimeout {
-                waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            // r2d2 only exposes its last connection error through Display:
+            // "timed out waiting for connection[: <error>]". The error comes
+            // from `Manager`, which scrubs passwords.
+            let text = e.to_string();
+            match text.split_once(": ") {
+                Some((_, message)) if !message.is_empty() => Error::Connection {
+                    url: self.shared.url.redacted(),
+                    message: message.to_owned(),
+                },
+                _ => Error::PoolTimeout {
+                    waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                },
             }
         })
     }
@@ -412,12 +446,15 @@ impl Executor for &Database {
         let policy = self.shared.options.retry;
         let mut attempt = 1u32;
         loop {
-            let result = self.checkout().and_then(|mut conn| {
-                f(&mut Tx {
-                    conn: &mut conn,
-                    shared: &self.shared,
-                })
+            // No retry around the checkout: the pool has already waited
+            // `connection_timeout` and reconnected as it could.
+            let mut conn = self.checkout()?;
+            let result = f(&mut Tx {
+                conn: &mut conn,
+                shared: &self.shared,
             });
+            // Back to the pool before any sleep.
+            drop(conn);
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
@@ -431,6 +468,7 @@ impl Executor for &Database {
                 return Err(err);
             }
             let delay = policy.delay(attempt);
+            self.shared.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 operation = op.name,
                 attempt,

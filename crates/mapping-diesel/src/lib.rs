@@ -30,7 +30,7 @@ pub mod timestamp;
 pub mod url;
 
 pub use connection::DbConnection;
-pub use db::{Database, Executor, Options, RetryPolicy, Tx};
+pub use db::{Database, Executor, Options, RetryPolicy, Stats, Tx};
 pub use mapping_model as model;
 pub use mapping_model::{Error, Result};
 pub use models::cell_mapping::CellMappings;

@@ -183,7 +183,19 @@ fn usage(tx: &mut Tx<'_>, id: i32) -> Result<(i64, i64)> {
 
 pub(crate) fn destroy(tx: &mut Tx<'_>, uuid: &str) -> Result<()> {
     let uuid = validate::uuid("cell_uuid", uuid)?;
-    tx.atomic(|tx| {
+    let in_use = |tx: &mut Tx<'_>, id: i32| -> Result<Error> {
+        let (instance_mappings, host_mappings) = usage(tx, id)?;
+        Ok(Error::CellMappingInUse {
+            uuid: uuid.clone(),
+            instance_mappings,
+            host_mappings,
+        })
+    };
+    // Set when a mapping was added between the count and the delete: the
+    // delete then failed on the foreign key, and PostgreSQL refuses further
+    // statements until the rollback, so the mappings are counted after it.
+    let mut raced: Option<i32> = None;
+    let outcome = tx.atomic(|tx| {
         let id = cell_mappings::table
             .filter(cell_mappings::uuid.eq(&uuid))
             .select(cell_mappings::id)
@@ -191,27 +203,32 @@ pub(crate) fn destroy(tx: &mut Tx<'_>, uuid: &str) -> Result<()> {
             .optional()
             .map_err(db_err("cell_mapping.destroy"))?
             .ok_or_else(|| Error::CellMappingNotFound { uuid: uuid.clone() })?;
-        let in_use = |tx: &mut Tx<'_>| -> Result<Error> {
-            let (instance_mappings, host_mappings) = usage(tx, id)?;
-            Ok(Error::CellMappingInUse {
-                uuid: uuid.clone(),
-                instance_mappings,
-                host_mappings,
-            })
-        };
-        let (i, h) = usage(tx, id)?;
-        if i > 0 || h > 0 {
-            return Err(in_use(tx)?);
-        }
-        match diesel::delete(cell_mappings::table.filter(cell_mappings::id.eq(id))).execute(tx.conn)
+        let usage_error = in_use(tx, id)?;
+        if let Error::CellMappingInUse {
+            instance_mappings: 0,
+            host_mappings: 0,
+            ..
+        } = usage_error
         {
-            Ok(0) => Err(Error::CellMappingNotFound { uuid: uuid.clone() }),
-            Ok(_) => Ok(()),
-            // A mapping was added between the count and the delete.
-            Err(e) if is_fk_violation(&e) => Err(in_use(tx)?),
-            Err(e) => Err(db_err("cell_mapping.destroy")(e)),
+            match diesel::delete(cell_mappings::table.filter(cell_mappings::id.eq(id)))
+                .execute(tx.conn)
+            {
+                Ok(0) => Err(Error::CellMappingNotFound { uuid: uuid.clone() }),
+                Ok(_) => Ok(()),
+                Err(e) if is_fk_violation(&e) => {
+                    raced = Some(id);
+                    Err(db_err("cell_mapping.destroy")(e))
+                }
+                Err(e) => Err(db_err("cell_mapping.destroy")(e)),
+            }
+        } else {
+            Err(usage_error)
         }
-    })
+    });
+    match (outcome, raced) {
+        (Err(_), Some(id)) => Err(in_use(tx, id)?),
+        (outcome, _) => outcome,
+    }
 }
 
 pub(crate) fn get_all(tx: &mut Tx<'_>) -> Result<Vec<CellMapping>> {

@@ -56,17 +56,26 @@ fn objects(rows: Vec<(HostRow, CellRow)>, options: &Options) -> Vec<HostMapping>
 
 pub(crate) fn get_by_host(tx: &mut Tx<'_>, host: &str) -> Result<HostMapping> {
     validate::required_varchar("host", host)?;
-    host_mappings::table
-        .inner_join(cell_mappings::table)
+    // Outer join: a row whose cell_id points nowhere (possible where foreign
+    // keys are off) is reported as a bad row, not as a missing host.
+    let row = host_mappings::table
+        .left_join(cell_mappings::table)
         .filter(host_mappings::host.eq(host))
-        .select((HostRow::as_select(), CellRow::as_select()))
-        .first::<(HostRow, CellRow)>(tx.conn)
+        .select((HostRow::as_select(), Option::<CellRow>::as_select()))
+        .first::<(HostRow, Option<CellRow>)>(tx.conn)
         .optional()
-        .map_err(db_err("host_mapping.get_by_host"))?
-        .map(|(h, c)| h.into_object(c, &tx.shared.options))
-        .ok_or_else(|| Error::HostMappingNotFound {
+        .map_err(db_err("host_mapping.get_by_host"))?;
+    match row {
+        Some((h, Some(c))) => Ok(h.into_object(c, &tx.shared.options)),
+        Some((h, None)) => Err(Error::BadRow {
+            table: "host_mappings",
+            id: h.id,
+            reason: "its cell_id refers to no cell mapping".into(),
+        }),
+        None => Err(Error::HostMappingNotFound {
             host: host.to_owned(),
-        })
+        }),
+    }
 }
 
 pub(crate) fn create(tx: &mut Tx<'_>, new: NewHostMapping) -> Result<HostMapping> {
