@@ -8,6 +8,7 @@ use diesel::Connection;
 use diesel_migrations::MigrationHarness;
 use mapping_model::{Error, Result};
 
+use crate::cache::{CacheOptions, CacheStats, MappingCache, WriteLog};
 use crate::connection::{DbConnection, Manager, SqliteSettings};
 use crate::errors::{transience, Transience};
 use crate::migrations::NovaMigrations;
@@ -96,6 +97,9 @@ pub struct Options {
     /// The default against which `database_connection` templates are expanded
     /// (Nova's `[database]/connection`); `None` leaves templates as stored.
     pub default_database_connection: Option<String>,
+    /// The read-through cache of instance-uuid lookups (see [`crate::cache`]);
+    /// `None` (the default) turns it off.
+    pub cache: Option<CacheOptions>,
 }
 
 impl Default for Options {
@@ -107,6 +111,7 @@ impl Default for Options {
             retry: RetryPolicy::default(),
             default_transport_url: None,
             default_database_connection: None,
+            cache: None,
         }
     }
 }
@@ -116,6 +121,7 @@ pub(crate) struct Shared {
     url: ConnectionUrl,
     backend: BackendKind,
     pub(crate) options: Options,
+    pub(crate) cache: Option<MappingCache>,
 }
 
 /// A handle on a `nova_api` database: a pool of connections plus options.
@@ -191,6 +197,7 @@ impl Database {
                 pool,
                 url,
                 backend,
+                cache: options.cache.map(MappingCache::new),
                 options,
             }),
         })
@@ -209,6 +216,20 @@ impl Database {
     /// The options in force.
     pub fn options(&self) -> &Options {
         &self.shared.options
+    }
+
+    /// Hits, misses and size of the mapping cache, or `None` when the cache
+    /// is off (see [`Options::cache`]).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.shared.cache.as_ref().map(MappingCache::stats)
+    }
+
+    /// Empties the mapping cache (a no-op when it is off), e.g. after
+    /// changing the database behind this handle's back.
+    pub fn clear_cache(&self) {
+        if let Some(c) = &self.shared.cache {
+            c.clear();
+        }
     }
 
     /// Takes a connection from the pool.
@@ -273,9 +294,13 @@ impl Database {
     pub fn transaction<T>(&self, mut f: impl FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut exec = self;
         exec.run(Op::write("transaction"), &mut |tx| {
-            let shared = tx.shared;
+            let (shared, writes) = (tx.shared, tx.writes);
             tx.conn.transaction::<T, Error, _>(|conn| {
-                let mut inner = Tx { conn, shared };
+                let mut inner = Tx {
+                    conn,
+                    shared,
+                    writes,
+                };
                 f(&mut inner)
             })
         })
@@ -318,6 +343,8 @@ impl r2d2::HandleError<crate::connection::ConnectError> for LogErrors {
 pub struct Tx<'a> {
     pub(crate) conn: &'a mut DbConnection,
     pub(crate) shared: &'a Shared,
+    /// What this transaction wrote, for the cache to forget when it ends.
+    pub(crate) writes: &'a WriteLog,
 }
 
 impl<'a> Tx<'a> {
@@ -348,9 +375,14 @@ impl<'a> Tx<'a> {
 
     /// Runs `f` atomically: a transaction, or a savepoint inside one.
     pub(crate) fn atomic<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let shared = self.shared;
-        self.conn
-            .transaction::<T, Error, _>(|conn| f(&mut Tx { conn, shared }))
+        let (shared, writes) = (self.shared, self.writes);
+        self.conn.transaction::<T, Error, _>(|conn| {
+            f(&mut Tx {
+                conn,
+                shared,
+                writes,
+            })
+        })
     }
 }
 
@@ -393,6 +425,11 @@ pub trait Executor {
     /// The options of the database.
     #[doc(hidden)]
     fn options(&self) -> &Options;
+
+    /// The mapping cache when this executor may use it: never inside a
+    /// transaction, which must see (and not publish) its own writes.
+    #[doc(hidden)]
+    fn mapping_cache(&self) -> Option<&MappingCache>;
 }
 
 impl Executor for &Database {
@@ -400,12 +437,19 @@ impl Executor for &Database {
         let policy = self.shared.options.retry;
         let mut attempt = 1u32;
         loop {
+            let writes = WriteLog::default();
             let result = self.checkout().and_then(|mut conn| {
                 f(&mut Tx {
                     conn: &mut conn,
                     shared: &self.shared,
+                    writes: &writes,
                 })
             });
+            // Committed or not, what was written is forgotten by the cache
+            // only now that no transaction holds it any more.
+            if let Some(cache) = &self.shared.cache {
+                cache.apply(&writes.take());
+            }
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
@@ -435,6 +479,10 @@ impl Executor for &Database {
     fn options(&self) -> &Options {
         &self.shared.options
     }
+
+    fn mapping_cache(&self) -> Option<&MappingCache> {
+        self.shared.cache.as_ref()
+    }
 }
 
 impl Executor for &mut Tx<'_> {
@@ -444,6 +492,10 @@ impl Executor for &mut Tx<'_> {
 
     fn options(&self) -> &Options {
         &self.shared.options
+    }
+
+    fn mapping_cache(&self) -> Option<&MappingCache> {
+        None
     }
 }
 

@@ -293,6 +293,7 @@ impl<E: Executor> CellMappings<E> {
     /// cell's uuid, and applies them to `cell`.
     pub fn save(&mut self, cell: &mut CellMapping, update: &CellMappingUpdate) -> Result<()> {
         self.exec.run(Op::write("cell_mapping.save"), &mut |tx| {
+            tx.writes.cell();
             save(tx, cell, update)
         })
     }
@@ -300,6 +301,7 @@ impl<E: Executor> CellMappings<E> {
     /// Deletes the cell; [`Error::CellMappingInUse`] while mappings point at it.
     pub fn destroy(&mut self, uuid: &str) -> Result<()> {
         self.exec.run(Op::write("cell_mapping.destroy"), &mut |tx| {
+            tx.writes.cell();
             destroy(tx, uuid)
         })
     }

@@ -356,6 +356,13 @@ pub(crate) fn get_count_by_uuids_and_user(
     Ok(total)
 }
 
+/// Records, for the cache, that the mapping of `instance_uuid` is written.
+fn note_write(tx: &mut Tx<'_>, instance_uuid: &str) {
+    if let Ok(u) = validate::uuid("instance_uuid", instance_uuid) {
+        tx.writes.instances([u.as_str()]);
+    }
+}
+
 /// Instance mappings: Nova's `InstanceMapping` and `InstanceMappingList`.
 ///
 /// Obtained from [`Database::instance_mappings`](crate::Database::instance_mappings)
@@ -371,11 +378,32 @@ impl<E: Executor> InstanceMappings<E> {
 
     /// The mapping of the instance with its cell (none while unscheduled),
     /// or [`Error::InstanceMappingNotFound`].
+    ///
+    /// With the cache on ([`Options::cache`]) and outside a transaction, a
+    /// mapping with a cell may come from the cache.
     pub fn get_by_instance_uuid(&mut self, instance_uuid: &str) -> Result<InstanceMapping> {
-        self.exec.run(
-            Op::read("instance_mapping.get_by_instance_uuid"),
-            &mut |tx| get_by_instance_uuid(tx, instance_uuid),
-        )
+        let op = Op::read("instance_mapping.get_by_instance_uuid");
+        let ticket = match self.exec.mapping_cache() {
+            None => {
+                return self
+                    .exec
+                    .run(op, &mut |tx| get_by_instance_uuid(tx, instance_uuid))
+            }
+            Some(cache) => {
+                let uuid = validate::uuid("instance_uuid", instance_uuid)?;
+                match cache.get(&uuid) {
+                    Ok(hit) => return Ok(hit),
+                    Err(ticket) => ticket,
+                }
+            }
+        };
+        let found = self
+            .exec
+            .run(op, &mut |tx| get_by_instance_uuid(tx, instance_uuid))?;
+        if let Some(cache) = self.exec.mapping_cache() {
+            cache.fill(ticket, &found);
+        }
+        Ok(found)
     }
 
     /// Creates a mapping (`queued_for_delete` false unless given);
@@ -384,6 +412,21 @@ impl<E: Executor> InstanceMappings<E> {
         self.exec
             .run(Op::write("instance_mapping.create"), &mut |tx| {
                 create(tx, new.clone())
+            })
+    }
+
+    /// Creates many mappings in one transaction, in multi-row inserts sized
+    /// to the backend's bind-parameter limit; returns how many were written.
+    /// All or nothing: if one instance already has a mapping (or appears
+    /// twice in `news`), nothing is written and the error is
+    /// [`Error::InstanceMappingExists`] naming one such uuid; a cell that
+    /// does not exist gives [`Error::CellMappingNotFound`]. Read the new
+    /// rows back with [`Self::get_by_instance_uuids`] when their ids are needed.
+    pub fn create_bulk(&mut self, news: Vec<NewInstanceMapping>) -> Result<usize> {
+        let batch = super::bulk::BulkCreate::prepare(news)?;
+        self.exec
+            .run(Op::write("instance_mapping_list.create_bulk"), &mut |tx| {
+                super::bulk::create_bulk(tx, &batch)
             })
     }
 
@@ -397,6 +440,7 @@ impl<E: Executor> InstanceMappings<E> {
     ) -> Result<()> {
         self.exec
             .run(Op::write("instance_mapping.save"), &mut |tx| {
+                note_write(tx, &mapping.instance_uuid);
                 save(tx, mapping, update)
             })
     }
@@ -405,6 +449,7 @@ impl<E: Executor> InstanceMappings<E> {
     pub fn destroy(&mut self, instance_uuid: &str) -> Result<()> {
         self.exec
             .run(Op::write("instance_mapping.destroy"), &mut |tx| {
+                note_write(tx, instance_uuid);
                 destroy(tx, instance_uuid)
             })
     }
@@ -444,6 +489,7 @@ impl<E: Executor> InstanceMappings<E> {
         let uuids = canonical_uuids(uuids)?;
         self.exec
             .run(Op::write("instance_mapping_list.destroy_bulk"), &mut |tx| {
+                tx.writes.instances(uuids.iter().map(String::as_str));
                 destroy_bulk(tx, &uuids)
             })
     }

@@ -1,5 +1,6 @@
 //! The object API: one file per mapping type, queries beside their rows.
 
+pub mod bulk;
 pub mod cell_mapping;
 pub mod host_mapping;
 pub mod instance_mapping;
