@@ -87,6 +87,12 @@ pub struct Options {
     pub max_connections: u32,
     /// How long a caller waits for a pooled connection before [`Error::PoolTimeout`].
     pub connection_timeout: Duration,
+    /// A pooled connection idle for longer than this is pinged (one round
+    /// trip) before it is handed out; one used more recently is handed out
+    /// without a ping, and should it have died meanwhile the operation fails
+    /// (reads are retried on another connection). `Duration::ZERO` pings on
+    /// every checkout.
+    pub ping_idle_after: Duration,
     /// How long a SQLite statement waits for a lock held elsewhere.
     pub sqlite_busy_timeout: Duration,
     /// Retries of transient failures.
@@ -107,6 +113,7 @@ impl Default for Options {
         Self {
             max_connections: 10,
             connection_timeout: Duration::from_secs(30),
+            ping_idle_after: Duration::from_secs(1),
             sqlite_busy_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             default_transport_url: None,
@@ -160,6 +167,7 @@ impl Database {
             SqliteSettings {
                 busy_timeout: options.sqlite_busy_timeout,
             },
+            options.ping_idle_after,
         );
         let first = manager.open().map_err(|e| Error::Connection {
             url: url.redacted(),
@@ -241,6 +249,34 @@ impl Database {
                 waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
             }
         })
+    }
+
+    /// Takes a connection for `op`. A write gets a connection known to be
+    /// alive: one not pinged at checkout (used within `ping_idle_after`) is
+    /// pinged now, and a dead one is dropped and another taken, since a
+    /// write that fails on a lost connection cannot safely be repeated.
+    fn checkout_for(&self, op: Op) -> Result<r2d2::PooledConnection<Manager>> {
+        let window = self.shared.options.ping_idle_after;
+        let mut tries = self.shared.options.max_connections.max(1) + 1;
+        loop {
+            let mut conn = self.checkout()?;
+            if op.read_only || !conn.returned_within(window) {
+                return Ok(conn);
+            }
+            match conn.ping() {
+                Ok(()) => return Ok(conn),
+                Err(e) if tries > 1 => {
+                    tracing::warn!(operation = op.name, error = %e, "pooled connection is dead, taking another");
+                    tries -= 1;
+                }
+                Err(e) => {
+                    return Err(Error::Connection {
+                        url: self.shared.url.redacted(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
     }
 
     /// Applies every pending migration of the embedded set.
@@ -438,12 +474,16 @@ impl Executor for &Database {
         let mut attempt = 1u32;
         loop {
             let writes = WriteLog::default();
-            let result = self.checkout().and_then(|mut conn| {
-                f(&mut Tx {
+            let result = self.checkout_for(op).and_then(|mut conn| {
+                let r = f(&mut Tx {
                     conn: &mut conn,
                     shared: &self.shared,
                     writes: &writes,
-                })
+                });
+                if matches!(&r, Err(e) if transience(e) == Transience::ConnectionLost) {
+                    conn.mark_dead();
+                }
+                r
             });
             // Committed or not, what was written is forgotten by the cache
             // only now that no transaction holds it any more.

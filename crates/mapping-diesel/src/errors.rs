@@ -74,10 +74,12 @@ pub fn diesel_transience(e: &DieselError) -> Transience {
             if ROLLED_BACK.iter().any(|p| m.contains(p)) {
                 return Transience::RolledBack;
             }
-            const LOST: [&str; 6] = [
+            const LOST: [&str; 7] = [
                 "server closed the connection",
                 "terminating connection",
                 "MySQL server has gone away",
+                // MariaDB Connector/C's wording.
+                "Server has gone away",
                 "Lost connection to MySQL server",
                 "Lost connection to server",
                 "no connection to the server",
