@@ -134,13 +134,7 @@ pub(crate) fn create_bulk(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<usize> 
 /// connection of each backend (inside the transaction already open on it).
 fn insert_rows(conn: &mut DbConnection, values: &Vec<BulkRow<'_>>) -> QueryResult<usize> {
     let insert = diesel::insert_into(instance_mappings::table).values(values);
-    match conn {
-        DbConnection::Sqlite(c) => insert.execute(c),
-        #[cfg(feature = "postgres")]
-        DbConnection::Postgres(c) => insert.execute(c),
-        #[cfg(feature = "mysql")]
-        DbConnection::Mysql(c) => insert.execute(c),
-    }
+    super::on_inner!(conn, |c| insert.execute(c))
 }
 
 /// After a unique violation (the batch rolled back): one uuid of the batch

@@ -9,6 +9,7 @@ use mapping_model::{
 };
 
 use super::cell_mapping::CellRow;
+use super::on_inner;
 use crate::db::{Executor, Op, Options, Tx};
 use crate::errors::{db_err, is_fk_violation, is_unique_violation};
 use crate::timestamp::NovaTimestamp;
@@ -95,13 +96,18 @@ pub(crate) fn get_by_instance_uuid(
     instance_uuid: &str,
 ) -> Result<InstanceMapping> {
     let instance_uuid = validate::uuid("instance_uuid", instance_uuid)?;
-    let row = instance_mappings::table
-        .left_join(cell_mappings::table)
-        .filter(instance_mappings::instance_uuid.eq(&instance_uuid))
-        .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
-        .first::<Joined>(tx.conn)
-        .optional()
-        .map_err(db_err("instance_mapping.get_by_instance_uuid"))?;
+    let row = on_inner!(tx.conn, |c| {
+        instance_mappings::table
+            .left_join(cell_mappings::table)
+            .filter(instance_mappings::instance_uuid.eq(&instance_uuid))
+            .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+            // Not `first()`: its bound `LIMIT ?` makes SQLite re-prepare the
+            // statement on every step (about 4x the cost of the lookup); the
+            // uuid is unique, so the first row is the only one.
+            .get_result::<Joined>(c)
+            .optional()
+    })
+    .map_err(db_err("instance_mapping.get_by_instance_uuid"))?;
     match row {
         Some((im, cell)) => Ok(im.into_object(cell, &tx.shared.options)),
         None => Err(Error::InstanceMappingNotFound { instance_uuid }),
@@ -212,12 +218,14 @@ pub(crate) fn destroy(tx: &mut Tx<'_>, instance_uuid: &str) -> Result<()> {
 
 pub(crate) fn get_by_project_id(tx: &mut Tx<'_>, project_id: &str) -> Result<Vec<InstanceMapping>> {
     validate::required_varchar("project_id", project_id)?;
-    let rows = instance_mappings::table
-        .left_join(cell_mappings::table)
-        .filter(instance_mappings::project_id.eq(project_id))
-        .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
-        .load::<Joined>(tx.conn)
-        .map_err(db_err("instance_mapping_list.get_by_project_id"))?;
+    let rows = on_inner!(tx.conn, |c| {
+        instance_mappings::table
+            .left_join(cell_mappings::table)
+            .filter(instance_mappings::project_id.eq(project_id))
+            .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+            .load::<Joined>(c)
+    })
+    .map_err(db_err("instance_mapping_list.get_by_project_id"))?;
     Ok(objects(rows, &tx.shared.options))
 }
 
@@ -237,12 +245,14 @@ pub(crate) fn get_by_instance_uuids(
 ) -> Result<Vec<InstanceMapping>> {
     let mut out = Vec::with_capacity(uuids.len());
     for chunk in uuids.chunks(UUID_CHUNK) {
-        let rows = instance_mappings::table
-            .left_join(cell_mappings::table)
-            .filter(instance_mappings::instance_uuid.eq_any(chunk))
-            .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
-            .load::<Joined>(tx.conn)
-            .map_err(db_err("instance_mapping_list.get_by_instance_uuids"))?;
+        let rows = on_inner!(tx.conn, |c| {
+            instance_mappings::table
+                .left_join(cell_mappings::table)
+                .filter(instance_mappings::instance_uuid.eq_any(chunk))
+                .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+                .load::<Joined>(c)
+        })
+        .map_err(db_err("instance_mapping_list.get_by_instance_uuids"))?;
         out.extend(objects(rows, &tx.shared.options));
     }
     Ok(out)
@@ -320,17 +330,15 @@ pub(crate) fn get_counts(
             .filter(instance_mappings::project_id.eq(project_id))
             .filter(instance_mappings::queued_for_delete.eq(false))
     };
-    let project = base()
-        .count()
-        .get_result::<i64>(tx.conn)
+    let project = on_inner!(tx.conn, |c| base().count().get_result::<i64>(c))
         .map_err(db_err("instance_mapping_list.get_counts"))?;
     let user = match user_id {
         Some(u) => Some(
-            base()
+            on_inner!(tx.conn, |c| base()
                 .filter(instance_mappings::user_id.eq(u))
                 .count()
-                .get_result::<i64>(tx.conn)
-                .map_err(db_err("instance_mapping_list.get_counts"))?,
+                .get_result::<i64>(c))
+            .map_err(db_err("instance_mapping_list.get_counts"))?,
         ),
         None => None,
     };
