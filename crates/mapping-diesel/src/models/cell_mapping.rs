@@ -15,7 +15,9 @@ use crate::timestamp::NovaTimestamp;
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = cell_mappings)]
 pub(crate) struct CellRow {
+    #[diesel(deserialize_as = crate::timestamp::MaybeTimestamp)]
     pub created_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::timestamp::MaybeTimestamp)]
     pub updated_at: Option<NaiveDateTime>,
     pub id: i32,
     pub uuid: String,

@@ -23,7 +23,9 @@ pub const UUID_CHUNK: usize = 5_000;
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = instance_mappings)]
 pub(crate) struct InstanceRow {
+    #[diesel(deserialize_as = crate::timestamp::MaybeTimestamp)]
     pub created_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::timestamp::MaybeTimestamp)]
     pub updated_at: Option<NaiveDateTime>,
     pub id: i32,
     pub instance_uuid: String,
