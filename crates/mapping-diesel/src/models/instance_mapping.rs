@@ -400,8 +400,14 @@ impl<E: Executor> InstanceMappings<E> {
                     .run(op, &mut |tx| get_by_instance_uuid(tx, instance_uuid))
             }
             Some(cache) => {
-                let uuid = validate::uuid("instance_uuid", instance_uuid)?;
-                match cache.get(&uuid) {
+                let canonical;
+                let key = if crate::cache::is_canonical_uuid(instance_uuid) {
+                    instance_uuid
+                } else {
+                    canonical = validate::uuid("instance_uuid", instance_uuid)?;
+                    canonical.as_str()
+                };
+                match cache.get(key) {
                     Ok(hit) => return Ok(hit),
                     Err(ticket) => ticket,
                 }
