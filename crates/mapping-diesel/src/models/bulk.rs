@@ -133,8 +133,19 @@ pub(crate) fn create_bulk(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<usize> 
 /// the per-backend escape hatch: the same diesel statement, run on the inner
 /// connection of each backend (inside the transaction already open on it).
 fn insert_rows(conn: &mut DbConnection, values: &Vec<BulkRow<'_>>) -> QueryResult<usize> {
-    let insert = diesel::insert_into(instance_mappings::table).values(values);
-    super::on_inner!(conn, |c| insert.execute(c))
+    match conn {
+        // PostgreSQL: COPY (binary) instead of a multi-row INSERT: the server
+        // need not parse and plan a statement with thousands of parameters
+        // for every chunk. Same constraints, triggers and errors.
+        #[cfg(feature = "postgres")]
+        DbConnection::Postgres(c) => diesel::copy_from(instance_mappings::table)
+            .from_insertable(values)
+            .execute(c),
+        other => {
+            let insert = diesel::insert_into(instance_mappings::table).values(values);
+            super::on_inner!(other, |c| insert.execute(c))
+        }
+    }
 }
 
 /// After a unique violation (the batch rolled back): one uuid of the batch
