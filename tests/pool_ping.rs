@@ -72,3 +72,31 @@ backend_tests! {
         assert_eq!(t.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap(), im);
     }
 }
+
+backend_tests! {
+    fn sqlite_files_are_memory_mapped_as_configured(t) {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct Mmap {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            mmap_size: i64,
+        }
+        for size in [0u64, 64 * 1024 * 1024] {
+            let db = t.reopen(Options { sqlite_mmap_size: size, ..Options::default() });
+            // Harmless elsewhere; on SQLite the pragma is what was asked for.
+            let cell = t.cell();
+            let im = t.instance(Some(&cell), "p", "u");
+            assert_eq!(db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap(), im);
+            if t.backend() == BackendKind::Sqlite {
+                let got = db
+                    .with_connection(|c| {
+                        diesel::sql_query("PRAGMA mmap_size")
+                            .get_result::<Mmap>(c)
+                            .map_err(|e| cell_mappings::Error::Migration(e.to_string()))
+                    })
+                    .unwrap();
+                assert_eq!(got.mmap_size as u64, size);
+            }
+        }
+    }
+}

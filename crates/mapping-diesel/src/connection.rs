@@ -69,6 +69,8 @@ impl DbConnection {
 pub struct SqliteSettings {
     /// How long a statement waits for a lock held by another connection.
     pub busy_timeout: Duration,
+    /// `PRAGMA mmap_size` of a file database (bytes; 0 = no memory mapping).
+    pub mmap_size: u64,
 }
 
 /// A connection held by the pool, with the time it was last given back.
@@ -165,7 +167,10 @@ impl Manager {
                     self.sqlite.busy_timeout.as_millis()
                 );
                 if !self.url.is_sqlite_memory() {
-                    pragmas.push_str(" PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+                    pragmas.push_str(&format!(
+                        " PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = {};",
+                        self.sqlite.mmap_size
+                    ));
                 }
                 c.batch_execute(&pragmas)
                     .map_err(|e| ConnectError::Driver(e.to_string()))?;
