@@ -2,7 +2,7 @@
 //! `MultiConnection`), and the r2d2 manager that opens it from a
 //! [`ConnectionUrl`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -69,6 +69,54 @@ impl DbConnection {
 pub struct SqliteSettings {
     /// How long a statement waits for a lock held by another connection.
     pub busy_timeout: Duration,
+    /// `PRAGMA mmap_size` of a file database (bytes; 0 = no memory mapping).
+    pub mmap_size: u64,
+}
+
+/// A connection held by the pool, with the time it was last given back.
+pub struct PooledConn {
+    conn: DbConnection,
+    returned: Instant,
+    /// Set when a ping failed: the pool drops the connection when it is given back.
+    dead: bool,
+}
+
+impl PooledConn {
+    /// Whether the connection went back to the pool less than `window` ago
+    /// (and so was not pinged at checkout).
+    pub(crate) fn returned_within(&self, window: Duration) -> bool {
+        self.returned.elapsed() < window
+    }
+
+    /// Marks the connection dead (it lost its server): the pool drops it
+    /// when it is given back, instead of handing it out again.
+    pub(crate) fn mark_dead(&mut self) {
+        self.dead = true;
+    }
+
+    /// Pings the connection; a failure marks it dead, for the pool to drop.
+    pub(crate) fn ping(&mut self) -> Result<(), ConnectError> {
+        use diesel::r2d2::R2D2Connection;
+        let r = self
+            .conn
+            .ping()
+            .map_err(|e| ConnectError::Driver(e.to_string()));
+        self.dead = r.is_err();
+        r
+    }
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.conn
+    }
 }
 
 /// Opens connections for the pool.
@@ -76,6 +124,7 @@ pub struct SqliteSettings {
 pub struct Manager {
     url: ConnectionUrl,
     sqlite: SqliteSettings,
+    ping_idle_after: Duration,
 }
 
 /// Why a connection could not be opened (the message never holds a password).
@@ -90,9 +139,14 @@ pub enum ConnectError {
 }
 
 impl Manager {
-    /// A manager for `url`.
-    pub fn new(url: ConnectionUrl, sqlite: SqliteSettings) -> Self {
-        Self { url, sqlite }
+    /// A manager for `url`. A connection idle in the pool for longer than
+    /// `ping_idle_after` is pinged before it is handed out again.
+    pub fn new(url: ConnectionUrl, sqlite: SqliteSettings, ping_idle_after: Duration) -> Self {
+        Self {
+            url,
+            sqlite,
+            ping_idle_after,
+        }
     }
 
     /// Removes the password of the URL from a driver message, in case the
@@ -113,7 +167,10 @@ impl Manager {
                     self.sqlite.busy_timeout.as_millis().min(i32::MAX as u128)
                 );
                 if !self.url.is_sqlite_memory() {
-                    pragmas.push_str(" PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+                    pragmas.push_str(&format!(
+                        " PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = {};",
+                        self.sqlite.mmap_size
+                    ));
                 }
                 c.batch_execute(&pragmas)
                     .map_err(|e| ConnectError::Driver(e.to_string()))?;
@@ -137,21 +194,35 @@ impl Manager {
 }
 
 impl r2d2::ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = PooledConn;
     type Error = ConnectError;
 
-    fn connect(&self) -> Result<DbConnection, ConnectError> {
-        self.open()
+    fn connect(&self) -> Result<PooledConn, ConnectError> {
+        Ok(PooledConn {
+            conn: self.open()?,
+            returned: Instant::now(),
+            dead: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectError> {
-        use diesel::r2d2::R2D2Connection;
-        conn.ping().map_err(|e| ConnectError::Driver(e.to_string()))
+    /// Pings a connection that sat idle longer than `ping_idle_after`; one
+    /// given back more recently was working a moment ago and is handed out
+    /// as is (the round trip of a ping would double the cost of a lookup).
+    /// Should it have died meanwhile, the operation fails instead, and a read
+    /// is retried on another connection.
+    /// Writes are pinged in any case, by the caller (see `Database`).
+    fn is_valid(&self, conn: &mut PooledConn) -> Result<(), ConnectError> {
+        if conn.returned_within(self.ping_idle_after) {
+            return Ok(());
+        }
+        conn.ping()
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+    /// Called as a connection goes back to the pool: also notes the time.
+    fn has_broken(&self, conn: &mut PooledConn) -> bool {
         use diesel::r2d2::R2D2Connection;
-        conn.is_broken()
+        conn.returned = Instant::now();
+        conn.dead || conn.conn.is_broken()
     }
 }
 

@@ -20,6 +20,7 @@
 //! # Ok::<(), mapping_model::Error>(())
 //! ```
 
+pub mod cache;
 pub mod connection;
 pub mod db;
 pub mod errors;
@@ -29,6 +30,7 @@ pub mod schema_check;
 pub mod timestamp;
 pub mod url;
 
+pub use cache::{CacheOptions, CacheStats};
 pub use connection::DbConnection;
 pub use db::{Database, Executor, Options, RetryPolicy, Stats, Tx};
 pub use mapping_model as model;

@@ -15,7 +15,9 @@ use crate::timestamp::NovaTimestamp;
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = cell_mappings)]
 pub(crate) struct CellRow {
+    #[diesel(deserialize_as = crate::timestamp::MaybeTimestamp)]
     pub created_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::timestamp::MaybeTimestamp)]
     pub updated_at: Option<NaiveDateTime>,
     pub id: i32,
     pub uuid: String,
@@ -349,6 +351,7 @@ impl<E: Executor> CellMappings<E> {
     /// ```
     pub fn save(&mut self, cell: &mut CellMapping, update: &CellMappingUpdate) -> Result<()> {
         self.exec.run(Op::write("cell_mapping.save"), &mut |tx| {
+            tx.writes.cell();
             save(tx, cell, update)
         })
     }
@@ -356,6 +359,7 @@ impl<E: Executor> CellMappings<E> {
     /// Deletes the cell; [`Error::CellMappingInUse`] while mappings point at it.
     pub fn destroy(&mut self, uuid: &str) -> Result<()> {
         self.exec.run(Op::write("cell_mapping.destroy"), &mut |tx| {
+            tx.writes.cell();
             destroy(tx, uuid)
         })
     }

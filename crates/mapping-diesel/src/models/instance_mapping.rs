@@ -9,6 +9,7 @@ use mapping_model::{
 };
 
 use super::cell_mapping::CellRow;
+use super::on_inner;
 use crate::db::{Executor, Op, Options, Tx};
 use crate::errors::{db_err, is_fk_violation, is_unique_violation};
 use crate::timestamp::NovaTimestamp;
@@ -22,7 +23,9 @@ pub const UUID_CHUNK: usize = 5_000;
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = instance_mappings)]
 pub(crate) struct InstanceRow {
+    #[diesel(deserialize_as = crate::timestamp::MaybeTimestamp)]
     pub created_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::timestamp::MaybeTimestamp)]
     pub updated_at: Option<NaiveDateTime>,
     pub id: i32,
     pub instance_uuid: String,
@@ -103,13 +106,18 @@ pub(crate) fn get_by_instance_uuid(
     instance_uuid: &str,
 ) -> Result<InstanceMapping> {
     let instance_uuid = validate::uuid("instance_uuid", instance_uuid)?;
-    let row = instance_mappings::table
-        .left_join(cell_mappings::table)
-        .filter(instance_mappings::instance_uuid.eq(&instance_uuid))
-        .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
-        .first::<Joined>(tx.conn)
-        .optional()
-        .map_err(db_err("instance_mapping.get_by_instance_uuid"))?;
+    let row = on_inner!(tx.conn, |c| {
+        instance_mappings::table
+            .left_join(cell_mappings::table)
+            .filter(instance_mappings::instance_uuid.eq(&instance_uuid))
+            .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+            // Not `first()`: its bound `LIMIT ?` makes SQLite re-prepare the
+            // statement on every step (about 4x the cost of the lookup); the
+            // uuid is unique, so the first row is the only one.
+            .get_result::<Joined>(c)
+            .optional()
+    })
+    .map_err(db_err("instance_mapping.get_by_instance_uuid"))?;
     match row {
         Some((im, cell)) => Ok(im.into_object(cell, &tx.shared.options)),
         None => Err(Error::InstanceMappingNotFound { instance_uuid }),
@@ -225,12 +233,14 @@ pub(crate) fn destroy(tx: &mut Tx<'_>, instance_uuid: &str) -> Result<()> {
 
 pub(crate) fn get_by_project_id(tx: &mut Tx<'_>, project_id: &str) -> Result<Vec<InstanceMapping>> {
     validate::required_varchar("project_id", project_id)?;
-    let rows = instance_mappings::table
-        .left_join(cell_mappings::table)
-        .filter(instance_mappings::project_id.eq(project_id))
-        .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
-        .load::<Joined>(tx.conn)
-        .map_err(db_err("instance_mapping_list.get_by_project_id"))?;
+    let rows = on_inner!(tx.conn, |c| {
+        instance_mappings::table
+            .left_join(cell_mappings::table)
+            .filter(instance_mappings::project_id.eq(project_id))
+            .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+            .load::<Joined>(c)
+    })
+    .map_err(db_err("instance_mapping_list.get_by_project_id"))?;
     Ok(objects(rows, &tx.shared.options))
 }
 
@@ -250,12 +260,14 @@ pub(crate) fn get_by_instance_uuids(
 ) -> Result<Vec<InstanceMapping>> {
     let mut out = Vec::with_capacity(uuids.len());
     for chunk in uuids.chunks(UUID_CHUNK) {
-        let rows = instance_mappings::table
-            .left_join(cell_mappings::table)
-            .filter(instance_mappings::instance_uuid.eq_any(chunk))
-            .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
-            .load::<Joined>(tx.conn)
-            .map_err(db_err("instance_mapping_list.get_by_instance_uuids"))?;
+        let rows = on_inner!(tx.conn, |c| {
+            instance_mappings::table
+                .left_join(cell_mappings::table)
+                .filter(instance_mappings::instance_uuid.eq_any(chunk))
+                .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+                .load::<Joined>(c)
+        })
+        .map_err(db_err("instance_mapping_list.get_by_instance_uuids"))?;
         out.extend(objects(rows, &tx.shared.options));
     }
     Ok(out)
@@ -333,17 +345,15 @@ pub(crate) fn get_counts(
             .filter(instance_mappings::project_id.eq(project_id))
             .filter(instance_mappings::queued_for_delete.eq(false))
     };
-    let project = base()
-        .count()
-        .get_result::<i64>(tx.conn)
+    let project = on_inner!(tx.conn, |c| base().count().get_result::<i64>(c))
         .map_err(db_err("instance_mapping_list.get_counts"))?;
     let user = match user_id {
         Some(u) => Some(
-            base()
+            on_inner!(tx.conn, |c| base()
                 .filter(instance_mappings::user_id.eq(u))
                 .count()
-                .get_result::<i64>(tx.conn)
-                .map_err(db_err("instance_mapping_list.get_counts"))?,
+                .get_result::<i64>(c))
+            .map_err(db_err("instance_mapping_list.get_counts"))?,
         ),
         None => None,
     };
@@ -369,6 +379,13 @@ pub(crate) fn get_count_by_uuids_and_user(
     Ok(total)
 }
 
+/// Records, for the cache, that the mapping of `instance_uuid` is written.
+fn note_write(tx: &mut Tx<'_>, instance_uuid: &str) {
+    if let Ok(u) = validate::uuid("instance_uuid", instance_uuid) {
+        tx.writes.instances([u.as_str()]);
+    }
+}
+
 /// Instance mappings: Nova's `InstanceMapping` and `InstanceMappingList`.
 ///
 /// Obtained from [`Database::instance_mappings`](crate::Database::instance_mappings)
@@ -384,6 +401,9 @@ impl<E: Executor> InstanceMappings<E> {
 
     /// The mapping of the instance with its cell (none while unscheduled),
     /// or [`Error::InstanceMappingNotFound`].
+    ///
+    /// With the cache on ([`Options::cache`]) and outside a transaction, a
+    /// mapping with a cell may come from the cache.
     ///
     /// ```
     /// # use mapping_diesel::Database;
@@ -402,10 +422,34 @@ impl<E: Executor> InstanceMappings<E> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn get_by_instance_uuid(&mut self, instance_uuid: &str) -> Result<InstanceMapping> {
-        self.exec.run(
-            Op::read("instance_mapping.get_by_instance_uuid"),
-            &mut |tx| get_by_instance_uuid(tx, instance_uuid),
-        )
+        let op = Op::read("instance_mapping.get_by_instance_uuid");
+        let ticket = match self.exec.mapping_cache() {
+            None => {
+                return self
+                    .exec
+                    .run(op, &mut |tx| get_by_instance_uuid(tx, instance_uuid))
+            }
+            Some(cache) => {
+                let canonical;
+                let key = if crate::cache::is_canonical_uuid(instance_uuid) {
+                    instance_uuid
+                } else {
+                    canonical = validate::uuid("instance_uuid", instance_uuid)?;
+                    canonical.as_str()
+                };
+                match cache.get(key) {
+                    Ok(hit) => return Ok(hit),
+                    Err(ticket) => ticket,
+                }
+            }
+        };
+        let found = self
+            .exec
+            .run(op, &mut |tx| get_by_instance_uuid(tx, instance_uuid))?;
+        if let Some(cache) = self.exec.mapping_cache() {
+            cache.fill(ticket, &found);
+        }
+        Ok(found)
     }
 
     /// Creates a mapping (`queued_for_delete` false unless given);
@@ -432,6 +476,21 @@ impl<E: Executor> InstanceMappings<E> {
         self.exec
             .run(Op::write("instance_mapping.create"), &mut |tx| {
                 create(tx, new.clone())
+            })
+    }
+
+    /// Creates many mappings in one transaction, in multi-row inserts sized
+    /// to the backend's bind-parameter limit; returns how many were written.
+    /// All or nothing: if one instance already has a mapping (or appears
+    /// twice in `news`), nothing is written and the error is
+    /// [`Error::InstanceMappingExists`] naming one such uuid; a cell that
+    /// does not exist gives [`Error::CellMappingNotFound`]. Read the new
+    /// rows back with [`Self::get_by_instance_uuids`] when their ids are needed.
+    pub fn create_bulk(&mut self, news: Vec<NewInstanceMapping>) -> Result<usize> {
+        let batch = super::bulk::BulkCreate::prepare(news)?;
+        self.exec
+            .run(Op::write("instance_mapping_list.create_bulk"), &mut |tx| {
+                super::bulk::create_bulk(tx, &batch)
             })
     }
 
@@ -468,6 +527,7 @@ impl<E: Executor> InstanceMappings<E> {
     ) -> Result<()> {
         self.exec
             .run(Op::write("instance_mapping.save"), &mut |tx| {
+                note_write(tx, &mapping.instance_uuid);
                 save(tx, mapping, update)
             })
     }
@@ -476,6 +536,7 @@ impl<E: Executor> InstanceMappings<E> {
     pub fn destroy(&mut self, instance_uuid: &str) -> Result<()> {
         self.exec
             .run(Op::write("instance_mapping.destroy"), &mut |tx| {
+                note_write(tx, instance_uuid);
                 destroy(tx, instance_uuid)
             })
     }
@@ -515,6 +576,7 @@ impl<E: Executor> InstanceMappings<E> {
         let uuids = canonical_uuids(uuids)?;
         self.exec
             .run(Op::write("instance_mapping_list.destroy_bulk"), &mut |tx| {
+                tx.writes.instances(uuids.iter().map(String::as_str));
                 destroy_bulk(tx, &uuids)
             })
     }

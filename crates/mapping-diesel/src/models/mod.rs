@@ -1,5 +1,6 @@
 //! The object API: one file per mapping type, queries beside their rows.
 
+pub mod bulk;
 pub mod cell_mapping;
 pub mod host_mapping;
 pub mod instance_mapping;
@@ -11,6 +12,27 @@ use diesel::sql_types::Integer;
 
 use crate::connection::{DbConnection, MultiBackend};
 use crate::url::BackendKind;
+
+/// Runs the same diesel expression on the inner connection of whichever
+/// backend `conn` holds: `on_inner!(tx.conn, |c| query.load::<Row>(c))`.
+///
+/// The hot read paths use it because diesel's `MultiConnection` renders the
+/// full SQL text of a query again on every execution (to look the statement
+/// up and to collect its binds), which costs more than the lookup itself on
+/// SQLite; an inner connection finds its cached statement by the query's
+/// type. The expression is the one shared code path, compiled per backend.
+macro_rules! on_inner {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::connection::DbConnection::Sqlite($c) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::connection::DbConnection::Postgres($c) => $body,
+            #[cfg(feature = "mysql")]
+            $crate::connection::DbConnection::Mysql($c) => $body,
+        }
+    };
+}
+pub(crate) use on_inner;
 
 /// `<insert> RETURNING id`, for the backends that have it.
 #[derive(Debug, Clone, Copy, QueryId)]
