@@ -364,7 +364,9 @@ fn run_cases(
     let projects = data.projects();
     if want("lookup_one") {
         // Lookup of one mapping with its cell, warm pool.
-        let (mut r1, mut r2) = (Rng(0x9E37_79B9), Rng(0x9E37_79B9));
+        // Separate random streams: neither side reads rows the other has
+        // just brought into a cache.
+        let (mut r1, mut r2) = (Rng(0x9E37_79B9), Rng(0x85EB_CA6B));
         push(
             "lookup_one",
             1,
@@ -381,13 +383,17 @@ fn run_cases(
     }
     if want("lookup_1000") {
         // Lookup of 1,000 uuids at once.
-        let sets: Vec<Vec<String>> = (0..16)
-            .map(|_| {
-                (0..1000)
-                    .map(|_| data.uuids[pick.below(n)].clone())
-                    .collect()
-            })
-            .collect();
+        // Separate sets per side (see above).
+        let mut sets = || -> Vec<Vec<String>> {
+            (0..16)
+                .map(|_| {
+                    (0..1000)
+                        .map(|_| data.uuids[pick.below(n)].clone())
+                        .collect()
+                })
+                .collect()
+        };
+        let (sets_a, sets_b) = (sets(), sets());
         let (mut k1, mut k2) = (0usize, 0usize);
         push(
             "lookup_1000",
@@ -397,19 +403,19 @@ fn run_cases(
                 || {
                     k1 += 1;
                     db.instance_mappings()
-                        .get_by_instance_uuids(&sets[k1 % sets.len()])
+                        .get_by_instance_uuids(&sets_a[k1 % sets_a.len()])
                         .expect("lookup many")
                 },
                 || {
                     k2 += 1;
-                    raw.borrow_mut().lookup_many(&sets[k2 % sets.len()])
+                    raw.borrow_mut().lookup_many(&sets_b[k2 % sets_b.len()])
                 },
             ),
         );
     }
     if want("counts") {
         // Counts for a project and a user.
-        let (mut r1, mut r2) = (Rng(7), Rng(7));
+        let (mut r1, mut r2) = (Rng(7), Rng(0xC2B2_AE35));
         push(
             "counts",
             1,
@@ -430,7 +436,7 @@ fn run_cases(
     }
     if want("list_project") {
         // Listing a project of 1,000 mappings.
-        let (mut r1, mut r2) = (Rng(11), Rng(11));
+        let (mut r1, mut r2) = (Rng(11), Rng(0x27D4_EB2F));
         push(
             "list_project",
             PER_PROJECT,
@@ -672,7 +678,10 @@ fn machine() -> String {
                 .map(|(_, v)| v.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // All CPUs of the machine (the bench itself is pinned to one).
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let env = |k: &str| {
@@ -881,14 +890,20 @@ fn render_targets(md: &mut String, r: &Report) {
                 find(r, b, size, "lookup_one"),
             ) {
                 let q = l.object.median() / h.object.median();
+                // The target is set against PostgreSQL; the others are shown
+                // for information.
+                let met = if b == BackendKind::Postgres {
+                    yes(q >= 100.0)
+                } else {
+                    "(for information)"
+                };
                 let _ = writeln!(
                     md,
-                    "| cache hit ≥ 100× faster than uncached lookup at {} | {} | {q:.0}× ({} vs {}) | {} |",
+                    "| cache hit ≥ 100× faster than uncached lookup at {} | {} | {q:.0}× ({} vs {}) | {met} |",
                     size_label(size),
                     name(b),
                     fmt_ns(h.object.median()),
                     fmt_ns(l.object.median()),
-                    yes(q >= 100.0)
                 );
             }
         }
