@@ -913,44 +913,56 @@ fn render_targets(md: &mut String, r: &Report) {
 fn render_chart(md: &mut String, r: &Report) {
     let _ = writeln!(
         md,
-        "\n## Chart: lookup of one mapping (median latency)\n\n```text"
+        "\n## Chart: lookup of one mapping (median latency, log scale)\n\n```text"
     );
     let rows: Vec<&Measured> = r
         .results
         .iter()
         .filter(|m| m.case == "lookup_one")
         .collect();
-    let max = rows
-        .iter()
-        .flat_map(|m| [Some(m.object.median()), m.raw.as_ref().map(Stats::median)])
-        .flatten()
-        .fold(1.0f64, f64::max);
-    let width = 50.0;
+    // Bars on a log scale from 100 ns to 1 ms, 12 characters per decade.
+    let (lo, decades, per_decade) = (100.0f64, 4.0f64, 12.0f64);
+    let width = (decades * per_decade) as usize;
+    let bar = |ns: f64| {
+        let n = ((ns.max(lo).log10() - lo.log10()) * per_decade)
+            .round()
+            .max(1.0) as usize;
+        "█".repeat(n.min(width))
+    };
+    let _ = writeln!(
+        md,
+        "{:<20} {:<w$} median",
+        "",
+        "100ns       1µs         10µs        100µs       1ms",
+        w = width
+    );
     for m in rows {
-        let bar = |ns: f64| "█".repeat(((ns / max) * width).round().max(1.0) as usize);
         let label = format!("{:<8} {:>3}", name(m.backend), size_label(m.size));
         let _ = writeln!(
             md,
-            "{label} object {:<50} {}",
+            "{label} object  {:<w$} {}",
             bar(m.object.median()),
-            fmt_ns(m.object.median())
+            fmt_ns(m.object.median()),
+            w = width
         );
         if let Some(s) = &m.raw {
             let _ = writeln!(
                 md,
-                "{:<12} raw    {:<50} {}",
+                "{:<12} raw     {:<w$} {}",
                 "",
                 bar(s.median()),
-                fmt_ns(s.median())
+                fmt_ns(s.median()),
+                w = width
             );
         }
         if let Some(h) = find(r, m.backend, m.size, "cache_hit") {
             let _ = writeln!(
                 md,
-                "{:<12} cached {:<50} {}",
+                "{:<12} cached  {:<w$} {}",
                 "",
                 bar(h.object.median()),
-                fmt_ns(h.object.median())
+                fmt_ns(h.object.median()),
+                w = width
             );
         }
     }
