@@ -645,7 +645,7 @@ fn explain(backend: BackendKind, raw: &mut dyn Raw, data: &Data, report: &mut Re
             "get_count_by_uuids_and_user",
             format!(
                 "SELECT COUNT(*) FROM instance_mappings WHERE instance_uuid {in_list} AND \
-                 user_id = '{user}' AND queued_for_delete = {f}"
+                 COALESCE(user_id, '') = '{user}' AND queued_for_delete = {f}"
             ),
         ),
         (
