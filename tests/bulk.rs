@@ -146,6 +146,36 @@ backend_tests! {
         assert_eq!(all.len(), 2);
     }
 
+    fn count_by_uuids_and_user_counts_only_that_users_live_rows(t) {
+        let cell = t.cell();
+        let mut batch = vec![
+            new_instance("p", "u").cell(&cell),
+            new_instance("p", "u"),
+            new_instance("p", "u").queued_for_delete(true),
+            new_instance("p", "u"),
+            new_instance("p", "other").cell(&cell),
+            new_instance("p", "u"),
+        ];
+        batch[1].queued_for_delete = Some(false);
+        let uuids = uuids_of(&batch);
+        t.instance_mappings().create_bulk(batch).unwrap();
+        // Rows from old releases: NULL queued_for_delete, NULL user_id.
+        t.exec(&format!(
+            "UPDATE instance_mappings SET queued_for_delete = NULL WHERE instance_uuid = '{}'",
+            uuids[3]
+        ));
+        t.exec(&format!(
+            "UPDATE instance_mappings SET user_id = NULL WHERE instance_uuid = '{}'",
+            uuids[5]
+        ));
+        let mut asked = uuids.clone();
+        asked.push(uuid());
+        assert_eq!(t.instance_mappings().get_count_by_uuids_and_user(&asked, "u").unwrap(), 2);
+        assert_eq!(t.instance_mappings().get_count_by_uuids_and_user(&asked, "other").unwrap(), 1);
+        assert_eq!(t.instance_mappings().get_count_by_uuids_and_user(&asked[..1], "u").unwrap(), 1);
+        assert_eq!(t.instance_mappings().get_count_by_uuids_and_user(&[] as &[String], "u").unwrap(), 0);
+    }
+
     fn one_hundred_thousand_uuids(t) {
         const N: usize = 100_000;
         let cell = t.cell();

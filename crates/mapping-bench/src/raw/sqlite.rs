@@ -35,7 +35,17 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<usize> {
 impl SqliteRaw {
     /// Opens the database file at `path`.
     pub fn open(path: &str) -> Self {
-        let conn = Connection::open(path).expect("open sqlite");
+        // rusqlite's default is SQLITE_OPEN_NO_MUTEX; diesel's connections
+        // run in SQLite's serialized mode (fixed open flags).
+        // MAPPING_BENCH_SQLITE_FULLMUTEX=1 gives the baseline diesel's mode,
+        // to see how much of the gap that is (docs/benchmarks.md).
+        let flags = if std::env::var("MAPPING_BENCH_SQLITE_FULLMUTEX").is_ok() {
+            (rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                | rusqlite::OpenFlags::SQLITE_OPEN_FULL_MUTEX
+        } else {
+            rusqlite::OpenFlags::default()
+        };
+        let conn = Connection::open_with_flags(path, flags).expect("open sqlite");
         conn.execute_batch(
             "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
              PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456;",
