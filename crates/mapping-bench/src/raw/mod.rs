@@ -74,6 +74,7 @@ pub fn bulk_sql(rows: usize) -> String {
 }
 
 /// Rewrites `?` markers as `$1, $2, ...` (PostgreSQL).
+#[cfg(feature = "postgres")]
 pub fn dollar(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut n = 0;
