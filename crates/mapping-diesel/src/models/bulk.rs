@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use mapping_model::schema::{cell_mappings, instance_mappings};
 use mapping_model::{CellMapping, Error, NewInstanceMapping, Result};
 
-use super::instance_mapping::UUID_CHUNK;
+use super::instance_mapping::{InstanceInsert, UUID_CHUNK};
 use crate::connection::DbConnection;
 use crate::db::Tx;
 use crate::errors::{db_err, is_fk_violation, is_unique_violation};
@@ -48,18 +48,6 @@ pub const fn rows_per_statement(backend: BackendKind) -> usize {
     } else {
         MAX_ROWS_PER_STATEMENT
     }
-}
-
-/// One row to insert, already validated.
-#[derive(Insertable)]
-#[diesel(table_name = instance_mappings, treat_none_as_default_value = false)]
-struct BulkRow<'a> {
-    created_at: NovaTimestamp,
-    instance_uuid: &'a str,
-    cell_id: Option<i32>,
-    project_id: &'a str,
-    user_id: &'a str,
-    queued_for_delete: bool,
 }
 
 /// The validated input of a bulk create: canonical uuids, no duplicates.
@@ -100,7 +88,7 @@ pub(crate) fn create_bulk(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<usize> 
         let mut values = Vec::with_capacity(per_statement.min(batch.rows.len()));
         for chunk in batch.rows.chunks(per_statement) {
             values.clear();
-            values.extend(chunk.iter().map(|n| BulkRow {
+            values.extend(chunk.iter().map(|n| InstanceInsert {
                 created_at: now,
                 instance_uuid: &n.instance_uuid,
                 cell_id: n.cell_mapping.as_ref().map(|c| c.id),
@@ -132,7 +120,7 @@ pub(crate) fn create_bulk(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<usize> 
 /// inserts (its backend lacks the per-backend insert dialects), so this is
 /// the per-backend escape hatch: the same diesel statement, run on the inner
 /// connection of each backend (inside the transaction already open on it).
-fn insert_rows(conn: &mut DbConnection, values: &Vec<BulkRow<'_>>) -> QueryResult<usize> {
+fn insert_rows(conn: &mut DbConnection, values: &Vec<InstanceInsert<'_>>) -> QueryResult<usize> {
     match conn {
         // PostgreSQL: COPY (binary) instead of a multi-row INSERT: the server
         // need not parse and plan a statement with thousands of parameters

@@ -65,15 +65,17 @@ fn objects(rows: Vec<Joined>, options: &Options) -> Vec<InstanceMapping> {
         .collect()
 }
 
+/// One row to insert, already validated (single and bulk creates). A `None`
+/// cell is written as NULL, so rows of a multi-row insert all bind alike.
 #[derive(Insertable)]
-#[diesel(table_name = instance_mappings)]
-struct InstanceInsert<'a> {
-    created_at: NovaTimestamp,
-    instance_uuid: &'a str,
-    cell_id: Option<i32>,
-    project_id: &'a str,
-    user_id: &'a str,
-    queued_for_delete: bool,
+#[diesel(table_name = instance_mappings, treat_none_as_default_value = false)]
+pub(super) struct InstanceInsert<'a> {
+    pub created_at: NovaTimestamp,
+    pub instance_uuid: &'a str,
+    pub cell_id: Option<i32>,
+    pub project_id: &'a str,
+    pub user_id: &'a str,
+    pub queued_for_delete: bool,
 }
 
 #[derive(AsChangeset)]
