@@ -9,7 +9,7 @@ bash scripts/services.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --all-features "$@" 2>&1 | tee "$log"
+MAPPING_TEST_RESTART_SERVERS=1 cargo test --workspace --all-features "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ {
