@@ -96,7 +96,9 @@ impl Migration<MultiBackend> for SqlMigration {
         &self,
         conn: &mut dyn diesel::connection::BoxableConnection<MultiBackend>,
     ) -> migration::Result<()> {
-        conn.batch_execute(self.up)?;
+        if !self.up.is_empty() {
+            conn.batch_execute(self.up)?;
+        }
         Ok(())
     }
 
@@ -104,7 +106,9 @@ impl Migration<MultiBackend> for SqlMigration {
         &self,
         conn: &mut dyn diesel::connection::BoxableConnection<MultiBackend>,
     ) -> migration::Result<()> {
-        conn.batch_execute(self.down)?;
+        if !self.down.is_empty() {
+            conn.batch_execute(self.down)?;
+        }
         Ok(())
     }
 
@@ -114,6 +118,19 @@ impl Migration<MultiBackend> for SqlMigration {
 
     fn name(&self) -> &dyn MigrationName {
         &self.name
+    }
+}
+
+/// `m` as a migration that only records itself as applied, running no SQL:
+/// how a `nova_api` made by Nova's own migrations adopts the baseline.
+pub(crate) fn record_only(m: &EmbeddedMigration) -> impl Migration<MultiBackend> {
+    SqlMigration {
+        name: Name {
+            name: m.name,
+            version: m.version(),
+        },
+        up: "",
+        down: "",
     }
 }
 

@@ -18,7 +18,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use diesel::migration::{self, Migration, MigrationMetadata, MigrationName, MigrationVersion};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_migrations::MigrationHarness;
@@ -1226,52 +1225,6 @@ struct VersionRow {
     version: String,
 }
 
-/// Records a migration as applied without running it.
-struct RecordOnly {
-    name: &'static str,
-    version: String,
-}
-
-impl fmt::Display for RecordOnly {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name)
-    }
-}
-
-impl MigrationName for RecordOnly {
-    fn version(&self) -> MigrationVersion<'_> {
-        MigrationVersion::from(self.version.as_str())
-    }
-}
-
-struct InTransaction;
-
-impl MigrationMetadata for InTransaction {}
-
-impl Migration<MultiBackend> for RecordOnly {
-    fn run(
-        &self,
-        _conn: &mut dyn diesel::connection::BoxableConnection<MultiBackend>,
-    ) -> migration::Result<()> {
-        Ok(())
-    }
-
-    fn revert(
-        &self,
-        _conn: &mut dyn diesel::connection::BoxableConnection<MultiBackend>,
-    ) -> migration::Result<()> {
-        Ok(())
-    }
-
-    fn metadata(&self) -> &dyn MigrationMetadata {
-        &InTransaction
-    }
-
-    fn name(&self) -> &dyn MigrationName {
-        self
-    }
-}
-
 /// When Nova's migrations made the tables, records our baseline as applied.
 ///
 /// Runs before our migrations. Nothing happens when none of the three tables
@@ -1345,11 +1298,8 @@ pub fn adopt_nova_schema(conn: &mut DbConnection) -> Result<()> {
         operation: "creating the migrations table",
         source,
     })?;
-    conn.run_migration(&RecordOnly {
-        name: baseline.name,
-        version: version.clone(),
-    })
-    .map_err(|e| Error::Migration(e.to_string()))?;
+    conn.run_migration(&crate::migrations::record_only(baseline))
+        .map_err(|e| Error::Migration(e.to_string()))?;
     tracing::info!(
         baseline = %version,
         alembic_version = %alembic,
