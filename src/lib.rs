@@ -27,3 +27,8 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/tables.md")]
 pub struct TablesDoc;
+
+/// The examples of `docs/router.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/router.md")]
+pub struct RouterDoc;
