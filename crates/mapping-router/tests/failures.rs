@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,22 +133,24 @@ fn refused_mysql() {
 }
 
 /// A TCP listener that accepts connections and never says a word, until dropped.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 struct SilentServer {
     port: u16,
-    stop: Arc<AtomicBool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 impl SilentServer {
     fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut held = Vec::new();
             for stream in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
                 if let Ok(stream) = stream {
@@ -166,9 +167,10 @@ impl SilentServer {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 impl Drop for SilentServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         // Wakes the blocking accept so the thread sees the flag.
         let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
         if let Some(t) = self.thread.take() {

@@ -142,7 +142,7 @@ mapping_testkit::backend_tests! {
         assert!(failed.iter().any(|e| matches!(e, RouterError::Panicked { message, .. }
             if message == "closure exploded")), "{failed:?}");
         // The worker that saw the panic still serves.
-        let again = router.scatter_gather(&[good.clone()], Duration::from_secs(30), |_, conn| hostnames(conn));
+        let again = router.scatter_gather(std::slice::from_ref(&good), Duration::from_secs(30), |_, conn| hostnames(conn));
         assert!(again[&uuid(&good.uuid)].is_ok());
     }
 
