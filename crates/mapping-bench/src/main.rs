@@ -12,6 +12,7 @@ mod cases;
 mod harness;
 mod raw;
 mod report;
+mod router_bench;
 mod setup;
 
 use std::path::PathBuf;
@@ -111,6 +112,9 @@ fn name(b: BackendKind) -> &'static str {
 }
 
 fn main() {
+    if router_bench::requested() {
+        return router_bench::main();
+    }
     let args = parse_args();
     std::fs::create_dir_all(&args.out).expect("output directory");
     let mut report = Report::default();
