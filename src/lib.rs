@@ -14,6 +14,10 @@ pub use mapping_model::{
     CELL0_UUID,
 };
 
+/// Routing to cell databases: per-cell pools, `route`, `target_cell` and
+/// scatter-gather (the `mapping-router` crate).
+pub use mapping_router as router;
+
 /// The README's code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -172,6 +172,19 @@ impl Database {
     /// Opens the database named by `url` with `options`. One connection is
     /// made at once, so a database that is down is reported here.
     pub fn open_with(url: &str, options: Options) -> Result<Self> {
+        Self::open_inner(url, options, true)
+    }
+
+    /// Like [`Database::open_with`] but connects nothing yet: the first
+    /// checkout connects (waiting at most `connection_timeout`), so opening
+    /// never blocks on a server that is down or hangs. For the per-cell pools
+    /// of `mapping-router`; an in-memory SQLite database still connects at once.
+    #[doc(hidden)]
+    pub fn open_lazy_for_router(url: &str, options: Options) -> Result<Self> {
+        Self::open_inner(url, options, false)
+    }
+
+    fn open_inner(url: &str, options: Options, connect_now: bool) -> Result<Self> {
         if options.connection_timeout.is_zero() {
             // The pool cannot wait "no time at all" (r2d2 would panic).
             return Err(Error::InvalidInput {
@@ -189,11 +202,15 @@ impl Database {
             },
             options.ping_idle_after,
         );
-        let first = manager.open().map_err(|e| Error::Connection {
-            url: url.redacted(),
-            message: e.to_string(),
-        })?;
         let memory = url.is_sqlite_memory();
+        let first = if connect_now || memory {
+            Some(manager.open().map_err(|e| Error::Connection {
+                url: url.redacted(),
+                message: e.to_string(),
+            })?)
+        } else {
+            None
+        };
         let mut builder = r2d2::Pool::builder()
             .max_size(if memory {
                 1
