@@ -17,14 +17,15 @@ pub enum Error {
         #[source]
         source: diesel::result::Error,
     },
-    /// The database of a cell could not be opened.
-    #[error("cell {cell}: cannot open its database")]
-    CellConnection {
+    /// The database of a cell could not be reached (or its mapping is
+    /// unusable), as the cell router reports it.
+    #[error("cell {cell}")]
+    Cell {
         /// The cell's identity (`uuid(name)`).
         cell: String,
-        /// Why (passwords scrubbed).
+        /// The router's error (passwords scrubbed).
         #[source]
-        source: mapping_model::Error,
+        source: mapping_router::RouterError,
     },
     /// A statement on a cell database failed.
     #[error("cell {cell}: {operation} failed")]
@@ -37,9 +38,6 @@ pub enum Error {
         #[source]
         source: diesel::result::Error,
     },
-    /// The cell mapping has no `database_connection`.
-    #[error("cell {0} has no database_connection")]
-    NoDatabaseConnection(String),
     /// `max_count` below 1.
     #[error("max_count must be a positive integer, got {0}")]
     InvalidMaxCount(i64),

@@ -14,8 +14,8 @@
 //! Every function reads the cells in batches and writes `nova_api` through
 //! its bulk paths (one statement per batch, never a round trip per row), and
 //! is correct when rerun or interrupted. Connections to the cell databases
-//! come from a [`CellConnections`] ([`CellDatabases`] opens one small pool
-//! per cell).
+//! come from a [`CellConnections`]: the cell router of `mapping-router`
+//! (one cached pool per cell), or the caller's own.
 
 mod cells;
 mod discover;
@@ -26,13 +26,14 @@ mod marker;
 mod online;
 mod sql;
 
-pub use cells::{CellConnections, CellDatabases};
+pub use cells::CellConnections;
 pub use discover::{discover_hosts, DiscoveredHost};
 pub use error::{Error, Result};
 pub use inspect::{
     check, stats, verify_instance, CellStats, CheckReport, Problem, Stats, VerifyOutcome,
 };
 pub use map_instances::{map_instances, MapInstancesOptions, MapInstancesReport, MapProgress};
+pub use mapping_router::{Router, RouterOptions};
 pub use marker::{decode_marker, encode_marker, read_marker, MARKER_PROJECT_ID};
 pub use online::{populate_queued_for_delete, populate_user_id, MigrationCount};
 

@@ -5,16 +5,21 @@ use std::collections::HashSet;
 
 use mapping_cellv2::{
     check, discover_hosts, encode_marker, map_instances, populate_queued_for_delete,
-    populate_user_id, read_marker, stats, verify_instance, CellDatabases, Error,
-    MapInstancesOptions, MapInstancesReport, VerifyOutcome, FAKE_PROJECT_ID, MARKER_PROJECT_ID,
+    populate_user_id, read_marker, stats, verify_instance, Error, MapInstancesOptions,
+    MapInstancesReport, Router, RouterOptions, VerifyOutcome, FAKE_PROJECT_ID, MARKER_PROJECT_ID,
 };
 use mapping_model::{
     CellMapping, InstanceMapping, NewCellMapping, NewHostMapping, NewInstanceMapping,
 };
 use mapping_testkit::{at, CellDb, NewCellInstance, TestDb};
 
+/// The cell router over the test's `nova_api`.
+fn cells_of(t: &TestDb) -> Router {
+    Router::new(t.db.clone(), RouterOptions::default()).unwrap()
+}
+
 fn run(t: &TestDb, cell: &CellMapping, opts: MapInstancesOptions) -> MapInstancesReport {
-    map_instances(t, &CellDatabases::default(), &cell.uuid, opts, &mut |_| {})
+    map_instances(t, &cells_of(t), &cell.uuid, opts, &mut |_| {})
         .unwrap_or_else(|e| panic!("map_instances failed: {e:?}"))
 }
 
@@ -210,12 +215,12 @@ mapping_testkit::backend_tests! {
     fn bad_max_count_and_unknown_marker_are_errors(t) {
         let cdb = CellDb::new(t.backend());
         let cell = cdb.map_in(t);
-        let e = map_instances(t, &CellDatabases::default(), &cell.uuid, opts(Some(0), 50), &mut |_| {});
+        let e = map_instances(t, &cells_of(t), &cell.uuid, opts(Some(0), 50), &mut |_| {});
         assert!(matches!(e, Err(Error::InvalidMaxCount(0))), "{e:?}");
         nova_marker(t, "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e");
-        let e = map_instances(t, &CellDatabases::default(), &cell.uuid, opts(None, 50), &mut |_| {});
+        let e = map_instances(t, &cells_of(t), &cell.uuid, opts(None, 50), &mut |_| {});
         assert!(matches!(e, Err(Error::MarkerNotFound { .. })), "{e:?}");
-        let e = map_instances(t, &CellDatabases::default(), "5f0c2a0e-6f56-4a7d-8e1b-2d0c9a8b7e61", opts(None, 50), &mut |_| {});
+        let e = map_instances(t, &cells_of(t), "5f0c2a0e-6f56-4a7d-8e1b-2d0c9a8b7e61", opts(None, 50), &mut |_| {});
         assert!(matches!(e, Err(Error::Api(mapping_model::Error::CellMappingNotFound { .. }))), "{e:?}");
     }
 
@@ -236,7 +241,7 @@ mapping_testkit::backend_tests! {
         cell0_db.add_compute_node("in-cell0");
         t.cells().create(NewCellMapping::new(mapping_model::CELL0_UUID, "none:///", cell0_db.url()).name("cell0")).unwrap();
 
-        let found = discover_hosts(t, &CellDatabases::default(), None, false).unwrap();
+        let found = discover_hosts(t, &cells_of(t), None, false).unwrap();
         let hosts: Vec<&str> = found.iter().map(|d| d.host.as_str()).collect();
         assert_eq!(hosts, ["cmp1", "cmp2"]);
         assert!(found.iter().all(|d| d.cell_uuid == cell.uuid));
@@ -246,7 +251,7 @@ mapping_testkit::backend_tests! {
         assert!(t.host_mappings().get_by_host("cmp-deleted").is_err());
         assert!(t.host_mappings().get_by_host("cmp-flagged").is_err(), "mapped = 1 nodes are not looked at");
         assert!(t.host_mappings().get_by_host("in-cell0").is_err());
-        assert!(discover_hosts(t, &CellDatabases::default(), Some(&cell.uuid), false).unwrap().is_empty());
+        assert!(discover_hosts(t, &cells_of(t), Some(&cell.uuid), false).unwrap().is_empty());
     }
 
     fn discovers_by_service(t) {
@@ -257,10 +262,10 @@ mapping_testkit::backend_tests! {
         cdb.add_service("sched", "nova-scheduler", false);
         let gone = cdb.add_service("svc-gone", "nova-compute", false);
         cdb.delete_service(gone);
-        let found = discover_hosts(t, &CellDatabases::default(), Some(&cell.uuid), true).unwrap();
+        let found = discover_hosts(t, &cells_of(t), Some(&cell.uuid), true).unwrap();
         let hosts: Vec<&str> = found.iter().map(|d| d.host.as_str()).collect();
         assert_eq!(hosts, ["svc1", "svc2"]);
-        assert!(discover_hosts(t, &CellDatabases::default(), None, true).unwrap().is_empty());
+        assert!(discover_hosts(t, &cells_of(t), None, true).unwrap().is_empty());
     }
 
     fn racing_discover_hosts_map_each_host_once(t) {
@@ -279,7 +284,7 @@ mapping_testkit::backend_tests! {
                         let api = t.reopen(mapping_diesel::Options::default());
                         let barrier = &barrier;
                         s.spawn(move || {
-                            let cells = CellDatabases::default();
+                            let cells = Router::new(api.clone(), RouterOptions::default()).unwrap();
                             barrier.wait();
                             discover_hosts(&api, &cells, None, false)
                         })
@@ -309,7 +314,7 @@ mapping_testkit::backend_tests! {
         cdb.soft_delete_instance(&uuids[1]);
         let unscheduled = t.instance(None, "p", "u");
         t.exec("UPDATE instance_mappings SET queued_for_delete = NULL");
-        let cells = CellDatabases::default();
+        let cells = cells_of(t);
         let r = populate_queued_for_delete(t, &cells, 3).unwrap();
         assert_eq!((r.found, r.done), (3, 3));
         let r = populate_queued_for_delete(t, &cells, 50).unwrap();
@@ -342,7 +347,7 @@ mapping_testkit::backend_tests! {
         let unscheduled = t.instance(None, "p", "u");
         let fake = t.instance(Some(&cell), FAKE_PROJECT_ID, "u");
         t.exec("UPDATE instance_mappings SET user_id = NULL");
-        let cells = CellDatabases::default();
+        let cells = cells_of(t);
         let r = populate_user_id(t, &cells, 50).unwrap();
         // uuids[0..3] and the unscheduled one need it; the fake project is left alone.
         assert_eq!((r.found, r.done), (4, 2));
@@ -366,7 +371,7 @@ mapping_testkit::backend_tests! {
         cdb.delete_instance(&uuids[1]);
         cdb.archive_instance(&uuids[2]);
         let unscheduled = t.instance(None, "p", "u");
-        let cells = CellDatabases::default();
+        let cells = cells_of(t);
         let v = |u: &str| verify_instance(t, &cells, u).unwrap();
         assert_eq!(v(&uuids[0]), VerifyOutcome::Alive(cell.clone()));
         assert_eq!(v(&uuids[1]), VerifyOutcome::Deleted(cell.clone()));
@@ -384,8 +389,8 @@ mapping_testkit::backend_tests! {
         let uuids = cdb.add_many(4, "p", "u", 0);
         let node = cdb.add_compute_node("c1");
         run(t, &cell, opts(None, 50));
-        discover_hosts(t, &CellDatabases::default(), None, false).unwrap();
-        let cells = CellDatabases::default();
+        discover_hosts(t, &cells_of(t), None, false).unwrap();
+        let cells = cells_of(t);
         let r = check(t, &cells).unwrap();
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(r.mappings_checked, 4);
