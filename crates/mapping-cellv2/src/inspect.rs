@@ -219,8 +219,8 @@ pub fn check(api: &Database, cells: &impl CellConnections) -> Result<CheckReport
     Ok(report)
 }
 
-/// An error with its causes, on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, on one line (`outer: cause: root cause`).
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -9,6 +9,7 @@
 //!   safe when two runs race;
 //! - [`populate_queued_for_delete`] and [`populate_user_id`]: the two online
 //!   data migrations of `instance_mappings`, returning `(found, done)`;
+//! - [`delete_cell`] and [`delete_host`] with nova-manage's safety checks;
 //! - [`verify_instance`], [`check`] and [`stats`] for operators.
 //!
 //! Every function reads the cells in batches and writes `nova_api` through
@@ -21,6 +22,7 @@ mod cells;
 mod discover;
 mod error;
 mod inspect;
+mod manage;
 mod map_instances;
 mod marker;
 mod online;
@@ -30,8 +32,9 @@ pub use cells::CellConnections;
 pub use discover::{discover_hosts, DiscoveredHost};
 pub use error::{Error, Result};
 pub use inspect::{
-    check, stats, verify_instance, CellStats, CheckReport, Problem, Stats, VerifyOutcome,
+    chain, check, stats, verify_instance, CellStats, CheckReport, Problem, Stats, VerifyOutcome,
 };
+pub use manage::{delete_cell, delete_host, DeleteCellOutcome, DeleteHostOutcome};
 pub use map_instances::{map_instances, MapInstancesOptions, MapInstancesReport, MapProgress};
 pub use mapping_router::{Router, RouterOptions};
 pub use marker::{decode_marker, encode_marker, read_marker, MARKER_PROJECT_ID};
