@@ -163,7 +163,7 @@ enum Command {
         #[arg(long = "cell_uuid", alias = "cell-uuid")]
         cell_uuid: String,
         /// Map at most this many, then stop (run again to go on).
-        #[arg(long = "max-count", alias = "max_count")]
+        #[arg(long = "max-count", alias = "max_count", allow_hyphen_values = true)]
         max_count: Option<String>,
         /// Start from the oldest instance, ignoring an earlier run's marker.
         #[arg(long)]
@@ -194,7 +194,7 @@ enum Command {
     #[command(name = "online_data_migrations", alias = "online-data-migrations")]
     OnlineDataMigrations {
         /// Rows per migration in this run (default: run to the end).
-        #[arg(long = "max-count", alias = "max_count")]
+        #[arg(long = "max-count", alias = "max_count", allow_hyphen_values = true)]
         max_count: Option<String>,
     },
     /// Report inconsistencies. Exit 0 none; 1 some.
