@@ -22,20 +22,32 @@ struct Expected {
 fn expected(backend: BackendKind) -> Expected {
     let text = match backend {
         BackendKind::Sqlite => include_str!("../../mapping-testkit/nova-cell-schema/sqlite.txt"),
-        BackendKind::Postgres => include_str!("../../mapping-testkit/nova-cell-schema/postgresql.txt"),
+        BackendKind::Postgres => {
+            include_str!("../../mapping-testkit/nova-cell-schema/postgresql.txt")
+        }
         BackendKind::Mysql => include_str!("../../mapping-testkit/nova-cell-schema/mysql.txt"),
     };
-    let mut e = Expected { columns: Vec::new(), indexes: Vec::new(), mysql_types: Vec::new() };
+    let mut e = Expected {
+        columns: Vec::new(),
+        indexes: Vec::new(),
+        mysql_types: Vec::new(),
+    };
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["table", name] => {
                 e.columns.push(((*name).to_owned(), Vec::new()));
-                e.indexes.push(((*name).to_owned(), BTreeSet::new(), BTreeSet::new()));
+                e.indexes
+                    .push(((*name).to_owned(), BTreeSet::new(), BTreeSet::new()));
             }
-            ["col", name, _ty, null, ..] => {
-                let nullable = *null == "null=True";
-                e.columns.last_mut().unwrap().1.push(((*name).to_owned(), nullable));
+            ["col", name, rest @ ..] => {
+                // Types may have spaces (DOUBLE PRECISION): find the null= word.
+                let nullable = rest.contains(&"null=True");
+                e.columns
+                    .last_mut()
+                    .unwrap()
+                    .1
+                    .push(((*name).to_owned(), nullable));
             }
             ["index", name, ..] => {
                 e.indexes.last_mut().unwrap().1.insert((*name).to_owned());
@@ -69,7 +81,11 @@ struct Idx {
     name: String,
 }
 
-fn actual_columns(c: &mut mapping_diesel::DbConnection, backend: BackendKind, table: &str) -> Vec<Col> {
+fn actual_columns(
+    c: &mut mapping_diesel::DbConnection,
+    backend: BackendKind,
+    table: &str,
+) -> Vec<Col> {
     let sql = match backend {
         BackendKind::Sqlite => format!(
             "SELECT name, CASE WHEN \"notnull\" = 1 OR pk = 1 THEN 0 ELSE 1 END AS nullable, type AS ty \
@@ -89,7 +105,11 @@ fn actual_columns(c: &mut mapping_diesel::DbConnection, backend: BackendKind, ta
     diesel::sql_query(sql).load(c).unwrap()
 }
 
-fn actual_indexes(c: &mut mapping_diesel::DbConnection, backend: BackendKind, table: &str) -> BTreeSet<String> {
+fn actual_indexes(
+    c: &mut mapping_diesel::DbConnection,
+    backend: BackendKind,
+    table: &str,
+) -> BTreeSet<String> {
     let sql = match backend {
         BackendKind::Sqlite => format!(
             "SELECT name FROM pragma_index_list('{table}') WHERE origin <> 'pk'"

@@ -85,7 +85,9 @@ fn fill(cdb: &CellDb, n: usize) -> Duration {
         let chunk = (n - i).min(50_000);
         // Three instances per second: ties on created_at throughout.
         let news: Vec<NewCellInstance> = (i..i + chunk)
-            .map(|k| NewCellInstance::new(&format!("project-{}", k % 100), "user", at((k / 3) as i64)))
+            .map(|k| {
+                NewCellInstance::new(&format!("project-{}", k % 100), "user", at((k / 3) as i64))
+            })
             .collect();
         cdb.add_instances(&news);
         i += chunk;
@@ -116,7 +118,11 @@ fn main() {
             &api,
             &router,
             &cell.uuid,
-            MapInstancesOptions { max_count: Some(half), reset: false, batch_size: a.batch_size },
+            MapInstancesOptions {
+                max_count: Some(half),
+                reset: false,
+                batch_size: a.batch_size,
+            },
             &mut |_| {},
         )
         .expect("first half");
@@ -127,7 +133,11 @@ fn main() {
             &api,
             &router,
             &cell.uuid,
-            MapInstancesOptions { max_count: None, reset: false, batch_size: a.batch_size },
+            MapInstancesOptions {
+                max_count: None,
+                reset: false,
+                batch_size: a.batch_size,
+            },
             &mut |_| {
                 first_batch.get_or_insert_with(|| t1.elapsed());
             },
@@ -135,7 +145,11 @@ fn main() {
         .expect("second half");
         let second = t1.elapsed();
         let peak_mib = peak_rss_kib() as f64 / 1024.0;
-        assert_eq!(r1.mapped + r2.mapped, a.size as u64, "every instance mapped");
+        assert_eq!(
+            r1.mapped + r2.mapped,
+            a.size as u64,
+            "every instance mapped"
+        );
         assert!(r2.complete);
 
         // The nova-manage way on a sample: read 50, create one by one.
