@@ -210,10 +210,15 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
                 tracing::info!(instance_uuid = %new.instance_uuid, "create of unknown outcome had been applied");
                 return Ok(found);
             }
-            Ok(_) => {
+            Ok(found) => {
+                if earlier.is_own_row(&found) {
+                    // Its own row, asked for with other content: the
+                    // original request may still come to claim it.
+                    tx.shared.uncertain.remember(vec![earlier]);
+                }
                 return Err(Error::InstanceMappingExists {
                     instance_uuid: new.instance_uuid,
-                })
+                });
             }
             Err(Error::InstanceMappingNotFound { .. }) => {}
             Err(e) => {
