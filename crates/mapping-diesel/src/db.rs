@@ -127,6 +127,10 @@ impl Default for Options {
 
 pub(crate) struct Shared {
     pool: r2d2::Pool<Manager>,
+    /// A clone of the pool's manager (they share the last connection error).
+    manager: Manager,
+    /// Instance-mapping creates whose outcome is unknown, by instance uuid.
+    pub(crate) uncertain: crate::models::instance_mapping::UncertainCreates,
     url: ConnectionUrl,
     backend: BackendKind,
     pub(crate) options: Options,
@@ -206,7 +210,7 @@ impl Database {
         let first = if connect_now || memory {
             Some(manager.open().map_err(|e| Error::Connection {
                 url: url.redacted(),
-                message: e.to_string(),
+                source: Arc::new(e),
             })?)
         } else {
             None
@@ -228,18 +232,24 @@ impl Database {
             // Each in-memory connection is its own database: keep one forever.
             builder
                 .min_idle(Some(1))
-                .build(manager)
-                .map_err(|e| Error::Connection {
+                .build(manager.clone())
+                .map_err(|_| Error::Connection {
                     url: url.redacted(),
-                    message: e.to_string(),
+                    source: manager.take_last_error().unwrap_or_else(|| {
+                        Arc::new(mapping_model::ConnectionFailure::MemoryDatabaseLost {
+                            reason: "its connection could not be opened",
+                        })
+                    }),
                 })?
         } else {
-            builder.build_unchecked(manager)
+            builder.build_unchecked(manager.clone())
         };
         tracing::debug!(url = %url.redacted(), ?backend, "opened database");
         Ok(Self {
             shared: Arc::new(Shared {
                 pool,
+                manager,
+                uncertain: Default::default(),
                 url,
                 backend,
                 cache: options.cache.map(MappingCache::new),
@@ -287,39 +297,41 @@ impl Database {
 
     /// Takes a connection from the pool, which waits up to
     /// `connection_timeout` and reconnects as needed. Fails with
-    /// [`Error::Connection`] when the last attempt to connect failed (the
-    /// server is down), else with [`Error::PoolTimeout`] (every connection
-    /// stayed busy).
+    /// [`Error::Connection`] carrying the typed cause when the pool's last
+    /// attempt to open (or ping) a connection failed (the server is down),
+    /// else with [`Error::PoolTimeout`] (every connection stayed busy). An
+    /// in-memory SQLite database whose connection was lost fails at once.
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        let connection_error = |source| Error::Connection {
+            url: self.shared.url.redacted(),
+            source,
+        };
+        if let Some(lost) = self.shared.manager.memory_lost() {
+            return Err(connection_error(Arc::new(lost)));
+        }
         let start = Instant::now();
         self.shared.pool.get().map_err(|e| {
             tracing::warn!(error = %e, "no database connection available");
-            // r2d2 only exposes its last connection error through Display:
-            // "timed out waiting for connection[: <error>]". The error comes
-            // from `Manager`, which scrubs passwords.
-            let text = e.to_string();
-            match text.split_once(": ") {
-                Some((_, message)) if !message.is_empty() => Error::Connection {
-                    url: self.shared.url.redacted(),
-                    message: message.to_owned(),
-                },
-                _ => Error::PoolTimeout {
+            match self.shared.manager.take_last_error() {
+                Some(source) => connection_error(source),
+                None => Error::PoolTimeout {
                     waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
                 },
             }
         })
     }
 
-    /// Takes a connection for `op`. A write gets a connection known to be
-    /// alive: one not pinged at checkout (used within `ping_idle_after`) is
-    /// pinged now, and a dead one is dropped and another taken, since a
-    /// write that fails on a lost connection cannot safely be repeated.
+    /// Takes a connection for `op`. A write that is not [`Op::ping_free`]
+    /// gets a connection known to be alive: one not pinged at checkout (used
+    /// within `ping_idle_after`) is pinged now, and a dead one is dropped and
+    /// another taken, since such a write cannot be repeated safely after a
+    /// lost connection.
     fn checkout_for(&self, op: Op) -> Result<r2d2::PooledConnection<Manager>> {
         let window = self.shared.options.ping_idle_after;
         let mut tries = self.shared.options.max_connections.max(1) + 1;
         loop {
             let mut conn = self.checkout()?;
-            if op.read_only || !conn.returned_within(window) {
+            if op.ping_free || !conn.returned_within(window) {
                 return Ok(conn);
             }
             match conn.ping() {
@@ -331,7 +343,7 @@ impl Database {
                 Err(e) => {
                     return Err(Error::Connection {
                         url: self.shared.url.redacted(),
-                        message: e.to_string(),
+                        source: Arc::new(e),
                     })
                 }
             }
@@ -339,13 +351,26 @@ impl Database {
     }
 
     /// Applies every pending migration of the embedded set.
+    ///
+    /// The whole of it (adopting a database made by Nova's migrations, then
+    /// the pending migrations) runs under a database-wide lock (see
+    /// [`crate::migrations::with_migration_lock`]), so that processes
+    /// migrating the same database at once all succeed, one after another.
     pub fn migrate(&self) -> Result<()> {
         let mut conn = self.checkout()?;
-        crate::schema_check::adopt_nova_schema(&mut conn)?;
-        let applied = conn
-            .run_pending_migrations(NovaMigrations::new(self.shared.backend))
-            .map_err(|e| Error::Migration(e.to_string()))?;
-        for v in applied {
+        let backend = self.shared.backend;
+        let (result, released) =
+            crate::migrations::with_migration_lock(&mut conn, &self.shared.options.retry, |conn| {
+                crate::schema_check::adopt_nova_schema(conn)?;
+                conn.run_pending_migrations(NovaMigrations::new(backend))
+                    .map(|applied| applied.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+                    .map_err(|e| Error::Migration(e.to_string()))
+            });
+        if !released {
+            // Closing the session releases a lock that could not be.
+            conn.mark_dead();
+        }
+        for v in result? {
             tracing::info!(version = %v, "applied migration");
         }
         Ok(())
@@ -398,19 +423,13 @@ impl Database {
     /// the whole transaction is rolled back and `f` is run again, as the
     /// retry policy allows; `f` must therefore not have effects outside the
     /// database that cannot be repeated.
+    ///
+    /// A connection lost before the commit was sent is retried too (the
+    /// server rolls back what it had not committed); one lost while
+    /// committing is [`Error::OutcomeUnknown`].
     pub fn transaction<T>(&self, mut f: impl FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut exec = self;
-        exec.run(Op::write("transaction"), &mut |tx| {
-            let (shared, writes) = (tx.shared, tx.writes);
-            tx.conn.transaction::<T, Error, _>(|conn| {
-                let mut inner = Tx {
-                    conn,
-                    shared,
-                    writes,
-                };
-                f(&mut inner)
-            })
-        })
+        exec.run(Op::transaction("transaction"), &mut |tx| tx.atomic(&mut f))
     }
 
     /// Runs `f` with a pooled connection and the retry policy: the door for
@@ -418,7 +437,11 @@ impl Database {
     #[doc(hidden)]
     pub fn with_connection<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.checkout()?;
-        f(&mut conn)
+        let r = f(&mut conn);
+        if matches!(&r, Err(e) if transience(e) == Transience::ConnectionLost) {
+            conn.mark_dead();
+        }
+        r
     }
 
     /// Cell mappings (`CellMapping` and `CellMappingList` in Nova).
@@ -440,8 +463,8 @@ impl Database {
 #[derive(Debug)]
 struct LogErrors;
 
-impl r2d2::HandleError<crate::connection::ConnectError> for LogErrors {
-    fn handle_error(&self, error: crate::connection::ConnectError) {
+impl r2d2::HandleError<Arc<crate::connection::ConnectError>> for LogErrors {
+    fn handle_error(&self, error: Arc<crate::connection::ConnectError>) {
         tracing::warn!(%error, "database connection failed");
     }
 }
@@ -452,6 +475,37 @@ pub struct Tx<'a> {
     pub(crate) shared: &'a Shared,
     /// What this transaction wrote, for the cache to forget when it ends.
     pub(crate) writes: &'a WriteLog,
+    /// The state of this attempt of the operation.
+    pub(crate) run: &'a RunState,
+}
+
+/// Where a write stands, for telling what a lost connection means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WritePhase {
+    /// Statements run in autocommit: each may have been committed.
+    Autocommit,
+    /// Inside an explicit transaction, before its commit: a lost connection
+    /// means the server rolled it back.
+    BeforeCommit,
+    /// The commit was sent: a lost connection leaves the outcome unknown.
+    Committing,
+}
+
+/// The state of one attempt of an operation on a pooled connection.
+pub(crate) struct RunState {
+    pub(crate) phase: std::cell::Cell<WritePhase>,
+    /// Instance-mapping creates this attempt made (for
+    /// [`Error::OutcomeUnknown`]: re-creating finds the row).
+    pub(crate) creates: std::cell::RefCell<Vec<crate::models::instance_mapping::PendingCreate>>,
+}
+
+impl RunState {
+    fn new() -> Self {
+        Self {
+            phase: std::cell::Cell::new(WritePhase::Autocommit),
+            creates: Default::default(),
+        }
+    }
 }
 
 impl<'a> Tx<'a> {
@@ -480,16 +534,30 @@ impl<'a> Tx<'a> {
         crate::timestamp::now(self.shared.backend)
     }
 
-    /// Runs `f` atomically: a transaction, or a savepoint inside one.
+    /// Runs `f` atomically: a transaction, or a savepoint inside one. The
+    /// outermost one records where the write stands ([`WritePhase`]).
     pub(crate) fn atomic<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let (shared, writes) = (self.shared, self.writes);
-        self.conn.transaction::<T, Error, _>(|conn| {
-            f(&mut Tx {
+        let (shared, writes, run) = (self.shared, self.writes, self.run);
+        let outermost = run.phase.get() == WritePhase::Autocommit;
+        if outermost {
+            run.phase.set(WritePhase::BeforeCommit);
+        }
+        let r = self.conn.transaction::<T, Error, _>(|conn| {
+            let r = f(&mut Tx {
                 conn,
                 shared,
                 writes,
-            })
-        })
+                run,
+            });
+            if outermost && r.is_ok() {
+                run.phase.set(WritePhase::Committing);
+            }
+            r
+        });
+        if outermost && r.is_ok() {
+            run.phase.set(WritePhase::Autocommit);
+        }
+        r
     }
 }
 
@@ -502,6 +570,14 @@ pub struct Op {
     /// Whether the operation only reads (and so may be repeated even after a
     /// lost connection).
     pub read_only: bool,
+    /// Whether a write may run on a pooled connection without pinging it
+    /// first: either it is [`Op::rerunnable`], or its first statement
+    /// (`BEGIN`) proves the connection before anything is written.
+    pub ping_free: bool,
+    /// Whether the write may simply be run again after its connection was
+    /// lost at any point (a keyed update to given values; an instance
+    /// mapping create, which then finds its own row).
+    pub rerunnable: bool,
 }
 
 impl Op {
@@ -510,14 +586,42 @@ impl Op {
         Self {
             name,
             read_only: true,
+            ping_free: true,
+            rerunnable: true,
         }
     }
 
-    /// A write.
+    /// A write whose connection is pinged first unless it was used within
+    /// `ping_idle_after`, and which is never repeated after a lost connection
+    /// unless it is known not to have committed.
     pub const fn write(name: &'static str) -> Self {
         Self {
             name,
             read_only: false,
+            ping_free: false,
+            rerunnable: false,
+        }
+    }
+
+    /// A write that may be run again after a lost connection (see
+    /// [`Op::rerunnable`]); it needs no ping.
+    pub const fn rerunnable_write(name: &'static str) -> Self {
+        Self {
+            name,
+            read_only: false,
+            ping_free: true,
+            rerunnable: true,
+        }
+    }
+
+    /// An explicit transaction: its `BEGIN` is its ping (a connection lost
+    /// before the commit is retried, the server having rolled back).
+    pub const fn transaction(name: &'static str) -> Self {
+        Self {
+            name,
+            read_only: false,
+            ping_free: true,
+            rerunnable: false,
         }
     }
 }
@@ -548,12 +652,15 @@ impl Executor for &Database {
             // `connection_timeout` and reconnected as it could.
             let mut conn = self.checkout_for(op)?;
             let writes = WriteLog::default();
+            let state = RunState::new();
             let result = f(&mut Tx {
                 conn: &mut conn,
                 shared: &self.shared,
                 writes: &writes,
+                run: &state,
             });
-            if matches!(&result, Err(e) if transience(e) == Transience::ConnectionLost) {
+            let lost = matches!(&result, Err(e) if transience(e) == Transience::ConnectionLost);
+            if lost {
                 conn.mark_dead();
             }
             // Back to the pool before any sleep.
@@ -567,13 +674,29 @@ impl Executor for &Database {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            // A write that lost its connection: rolled back by the server if
+            // the commit was not sent yet, else of unknown outcome (what it
+            // tried to create is remembered, for a new attempt to find).
+            let phase = state.phase.get();
+            let outcome_unknown = lost && !op.read_only && phase != WritePhase::BeforeCommit;
+            if outcome_unknown {
+                self.shared.uncertain.remember(state.creates.take());
+            }
             let retry = match transience(&err) {
                 Transience::RolledBack => true,
-                Transience::ConnectionLost => op.read_only,
+                Transience::ConnectionLost => {
+                    op.read_only || op.rerunnable || phase == WritePhase::BeforeCommit
+                }
                 Transience::Permanent => false,
             };
             if !retry || attempt >= policy.max_attempts {
-                return Err(err);
+                return Err(match err {
+                    Error::Database { operation, source } if outcome_unknown => {
+                        tracing::error!(operation, error = %source, "connection lost around the commit: outcome unknown");
+                        Error::OutcomeUnknown { operation, source }
+                    }
+                    other => other,
+                });
             }
             let delay = policy.delay(attempt);
             self.shared.retries.fetch_add(1, Ordering::Relaxed);
