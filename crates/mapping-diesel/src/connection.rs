@@ -2,6 +2,7 @@
 //! `MultiConnection`), and the r2d2 manager that opens it from a
 //! [`ConnectionUrl`].
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -119,12 +120,59 @@ impl std::ops::DerefMut for PooledConn {
     }
 }
 
+/// Settings applied to every new PostgreSQL or MySQL connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSettings {
+    /// How long opening one connection may take, handshake included; a
+    /// `connect_timeout` in the URL (seconds) takes precedence.
+    pub connect_timeout: Duration,
+    /// MySQL/MariaDB only: `SET SESSION wsrep_sync_wait = n` on every new
+    /// connection (Galera read-your-writes); `None` leaves the server's value.
+    pub wsrep_sync_wait: Option<u8>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            wsrep_sync_wait: None,
+        }
+    }
+}
+
+/// The outcome of the latest attempt to open a connection, shared by the
+/// pool's manager (which records it) and the callers waiting on the pool
+/// (which give up at once when the server is known to be down).
+#[derive(Debug, Default)]
+pub struct ConnectHealth {
+    last: Mutex<Option<(Instant, Option<String>)>>,
+}
+
+impl ConnectHealth {
+    fn record(&self, error: Option<String>) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some((Instant::now(), error));
+    }
+
+    /// The error of the latest attempt to connect, if it failed at or after
+    /// `since` (and none succeeded after it).
+    pub fn failed_since(&self, since: Instant) -> Option<String> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((at, Some(error))) if *at >= since => Some(error.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Opens connections for the pool.
 #[derive(Debug, Clone)]
 pub struct Manager {
     url: ConnectionUrl,
     sqlite: SqliteSettings,
     ping_idle_after: Duration,
+    server: ServerSettings,
+    health: Arc<ConnectHealth>,
 }
 
 /// Why a connection could not be opened (the message never holds a password).
@@ -136,6 +184,9 @@ pub enum ConnectError {
     /// The driver refused or failed.
     #[error("{0}")]
     Driver(String),
+    /// The server did not answer within the connect timeout.
+    #[error("no connection within the connect timeout of {0:?}")]
+    TimedOut(Duration),
 }
 
 impl Manager {
@@ -146,7 +197,27 @@ impl Manager {
             url,
             sqlite,
             ping_idle_after,
+            server: ServerSettings::default(),
+            health: Arc::default(),
         }
+    }
+
+    /// The same manager with `server` applied to PostgreSQL and MySQL connections.
+    pub fn with_server_settings(mut self, server: ServerSettings) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// The record of connection attempts, shared with the pool's callers.
+    pub fn health(&self) -> Arc<ConnectHealth> {
+        Arc::clone(&self.health)
+    }
+
+    /// The connect timeout in force: the URL's `connect_timeout` (whole
+    /// seconds, as libpq and PyMySQL read it) when present and positive,
+    /// else [`ServerSettings::connect_timeout`].
+    pub fn connect_timeout(&self) -> Duration {
+        url_connect_timeout(self.url.diesel_url()).unwrap_or(self.server.connect_timeout)
     }
 
     /// Removes the password of the URL from a driver message, in case the
@@ -177,15 +248,34 @@ impl Manager {
                 DbConnection::Sqlite(c)
             }
             #[cfg(feature = "postgres")]
-            BackendKind::Postgres => DbConnection::Postgres(
-                diesel::PgConnection::establish(target)
-                    .map_err(|e| ConnectError::Driver(self.scrub(e.to_string())))?,
-            ),
+            BackendKind::Postgres => {
+                // libpq's own timeout too, so that a connection given up on
+                // here does not linger in its thread.
+                let target = if url_connect_timeout(target).is_some() {
+                    target.to_owned()
+                } else {
+                    let secs = self.connect_timeout().as_secs_f64().ceil().max(1.0) as u64;
+                    let sep = if target.contains('?') { '&' } else { '?' };
+                    format!("{target}{sep}connect_timeout={secs}")
+                };
+                let c = self.bounded(move || diesel::PgConnection::establish(&target))?;
+                DbConnection::Postgres(c)
+            }
             #[cfg(feature = "mysql")]
-            BackendKind::Mysql => DbConnection::Mysql(
-                diesel::MysqlConnection::establish(target)
-                    .map_err(|e| ConnectError::Driver(self.scrub(e.to_string())))?,
-            ),
+            BackendKind::Mysql => {
+                let target = target.to_owned();
+                let sync_wait = self.server.wsrep_sync_wait;
+                let c = self.bounded(move || {
+                    let mut c =
+                        diesel::MysqlConnection::establish(&target).map_err(|e| e.to_string())?;
+                    if let Some(n) = sync_wait {
+                        c.batch_execute(&format!("SET SESSION wsrep_sync_wait = {n}"))
+                            .map_err(|e| format!("setting wsrep_sync_wait: {e}"))?;
+                    }
+                    Ok::<_, String>(c)
+                })?;
+                DbConnection::Mysql(c)
+            }
             #[allow(unreachable_patterns)]
             other => return Err(ConnectError::NotCompiled(other)),
         };
@@ -193,13 +283,63 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// Runs `establish` on a thread of its own and waits for it at most the
+    /// connect timeout: the drivers cannot bound every step of a connection
+    /// themselves (diesel's MySQL connection has no connect timeout, and a
+    /// server that accepts but never answers stalls the handshake). A
+    /// connection that arrives too late is closed by that thread.
+    #[allow(dead_code)] // unused when no server backend is compiled in
+    fn bounded<C, E>(
+        &self,
+        establish: impl FnOnce() -> Result<C, E> + Send + 'static,
+    ) -> Result<C, ConnectError>
+    where
+        C: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let timeout = self.connect_timeout();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("mapping-connect".into())
+            .spawn(move || {
+                // The receiver is gone when the caller gave up: the
+                // connection is then dropped (closed) here.
+                let _ = tx.send(establish().map_err(|e| e.to_string()));
+            })
+            .map_err(|e| ConnectError::Driver(format!("cannot start a connect thread: {e}")))?;
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(message)) => Err(ConnectError::Driver(self.scrub(message))),
+            Err(_) => Err(ConnectError::TimedOut(timeout)),
+        }
+    }
+}
+
+/// The `connect_timeout` query value of a PostgreSQL or MySQL URL (whole
+/// seconds; absent, unparsable or zero gives `None`).
+fn url_connect_timeout(url: &str) -> Option<Duration> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|piece| piece.split_once('='))
+        .filter(|(k, _)| *k == "connect_timeout")
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .next_back()
+        .filter(|secs| *secs > 0)
+        .map(Duration::from_secs)
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = PooledConn;
     type Error = ConnectError;
 
     fn connect(&self) -> Result<PooledConn, ConnectError> {
+        let opened = self.open();
+        self.health
+            .record(opened.as_ref().err().map(ToString::to_string));
         Ok(PooledConn {
-            conn: self.open()?,
+            conn: opened?,
             returned: Instant::now(),
             dead: false,
         })
@@ -273,6 +413,58 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_timeout_comes_from_the_url_or_the_settings() {
+        assert_eq!(
+            url_connect_timeout("mysql://u@h/db?ssl_mode=required&connect_timeout=7"),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            url_connect_timeout("postgres://u@h/db?connect_timeout=0"),
+            None
+        );
+        assert_eq!(
+            url_connect_timeout("postgres://u@h/db?connect_timeout=x"),
+            None
+        );
+        assert_eq!(url_connect_timeout("postgres://u@h/db"), None);
+        let m = |url: &str| {
+            Manager::new(
+                ConnectionUrl::parse(url).unwrap(),
+                SqliteSettings {
+                    busy_timeout: Duration::ZERO,
+                    mmap_size: 0,
+                },
+                Duration::ZERO,
+            )
+            .with_server_settings(ServerSettings {
+                connect_timeout: Duration::from_millis(1500),
+                wsrep_sync_wait: None,
+            })
+        };
+        assert_eq!(
+            m("mysql+pymysql://u@h/db?connect_timeout=2").connect_timeout(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            m("mysql://u@h/db").connect_timeout(),
+            Duration::from_millis(1500)
+        );
+    }
+
+    #[test]
+    fn health_reports_only_failures_since_the_wait_began() {
+        let h = ConnectHealth::default();
+        let before = Instant::now();
+        assert_eq!(h.failed_since(before), None);
+        h.record(Some("refused".into()));
+        assert_eq!(h.failed_since(before).as_deref(), Some("refused"));
+        let later = Instant::now() + Duration::from_secs(1);
+        assert_eq!(h.failed_since(later), None);
+        h.record(None);
+        assert_eq!(h.failed_since(before), None);
+    }
 
     #[test]
     fn scrub_removes_raw_and_decoded_password() {

@@ -10,8 +10,8 @@ use diesel_migrations::MigrationHarness;
 use mapping_model::{Error, Result};
 
 use crate::cache::{CacheOptions, CacheStats, MappingCache, WriteLog};
-use crate::connection::{DbConnection, Manager, SqliteSettings};
-use crate::errors::{transience, Transience};
+use crate::connection::{ConnectHealth, DbConnection, Manager, ServerSettings, SqliteSettings};
+use crate::errors::{is_wsrep_not_ready, transience, Transience};
 use crate::migrations::NovaMigrations;
 use crate::url::{BackendKind, ConnectionUrl};
 
@@ -107,6 +107,20 @@ pub struct Options {
     /// The read-through cache of instance-uuid lookups (see [`crate::cache`]);
     /// `None` (the default) turns it off.
     pub cache: Option<CacheOptions>,
+    /// How long opening one PostgreSQL or MySQL connection may take, the
+    /// handshake included (default 5 s; must be longer than zero). Separate
+    /// from `connection_timeout`: a caller waiting on the pool while the
+    /// server is unreachable gets [`Error::Connection`] once an attempt to
+    /// connect has failed, within about this bound, instead of waiting the
+    /// whole `connection_timeout`. A `connect_timeout` in the URL (seconds,
+    /// as in libpq and PyMySQL) takes precedence. Not used by SQLite.
+    pub connect_timeout: Duration,
+    /// MySQL/MariaDB Galera only: the session's `wsrep_sync_wait` (0-15), set
+    /// on every new connection, as oslo.db's `mysql_wsrep_sync_wait`. `1`
+    /// makes reads wait until the node has applied every write the cluster
+    /// committed before them (read-your-writes through a load balancer), at
+    /// the cost of that wait. `None` (default) keeps the server's setting.
+    pub wsrep_sync_wait: Option<u8>,
 }
 
 impl Default for Options {
@@ -121,12 +135,16 @@ impl Default for Options {
             default_transport_url: None,
             default_database_connection: None,
             cache: None,
+            connect_timeout: Duration::from_secs(5),
+            wsrep_sync_wait: None,
         }
     }
 }
 
 pub(crate) struct Shared {
     pool: r2d2::Pool<Manager>,
+    /// The outcome of the pool's latest attempt to connect.
+    health: Arc<ConnectHealth>,
     url: ConnectionUrl,
     backend: BackendKind,
     pub(crate) options: Options,
@@ -179,6 +197,18 @@ impl Database {
                 reason: "must be longer than zero".into(),
             });
         }
+        if options.connect_timeout.is_zero() {
+            return Err(Error::InvalidInput {
+                field: "connect_timeout",
+                reason: "must be longer than zero".into(),
+            });
+        }
+        if options.wsrep_sync_wait.is_some_and(|n| n > 15) {
+            return Err(Error::InvalidInput {
+                field: "wsrep_sync_wait",
+                reason: "must be a bit mask from 0 to 15".into(),
+            });
+        }
         let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
         let backend = url.backend();
         let manager = Manager::new(
@@ -188,7 +218,12 @@ impl Database {
                 mmap_size: options.sqlite_mmap_size,
             },
             options.ping_idle_after,
-        );
+        )
+        .with_server_settings(ServerSettings {
+            connect_timeout: options.connect_timeout,
+            wsrep_sync_wait: options.wsrep_sync_wait,
+        });
+        let health = manager.health();
         let first = manager.open().map_err(|e| Error::Connection {
             url: url.redacted(),
             message: e.to_string(),
@@ -201,7 +236,11 @@ impl Database {
                 options.max_connections.max(1)
             })
             .min_idle(Some(0))
-            .connection_timeout(options.connection_timeout)
+            // Callers wait `options.connection_timeout` in `checkout`; the
+            // pool's own timeout only caps its back-off between attempts to
+            // reconnect at half of it, so that a server that comes back is
+            // found again within about half a second.
+            .connection_timeout(options.connection_timeout.min(RECONNECT_EVERY * 2))
             .error_handler(Box::new(LogErrors));
         if memory {
             builder = builder.idle_timeout(None).max_lifetime(None);
@@ -223,6 +262,7 @@ impl Database {
         Ok(Self {
             shared: Arc::new(Shared {
                 pool,
+                health,
                 url,
                 backend,
                 cache: options.cache.map(MappingCache::new),
@@ -275,7 +315,17 @@ impl Database {
     /// stayed busy).
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>> {
         let start = Instant::now();
-        self.shared.pool.get().map_err(|e| {
+        self.wait_for_connection(start).map_err(|e| {
+            let e = match e {
+                PoolWait::ServerDown(message) => {
+                    tracing::warn!(error = %message, "database unreachable");
+                    return Error::Connection {
+                        url: self.shared.url.redacted(),
+                        message,
+                    };
+                }
+                PoolWait::TimedOut(e) => e,
+            };
             tracing::warn!(error = %e, "no database connection available");
             // r2d2 only exposes its last connection error through Display:
             // "timed out waiting for connection[: <error>]". The error comes
@@ -291,6 +341,33 @@ impl Database {
                 },
             }
         })
+    }
+
+    /// Waits for a pooled connection up to `connection_timeout`, in short
+    /// slices; gives up with [`PoolWait::ServerDown`] as soon as an attempt
+    /// to connect made since `start` failed (and none succeeded after it), so
+    /// that every caller learns of a dead server within about the connect
+    /// timeout, with the same error.
+    fn wait_for_connection(
+        &self,
+        start: Instant,
+    ) -> std::result::Result<r2d2::PooledConnection<Manager>, PoolWait> {
+        let deadline = start + self.shared.options.connection_timeout;
+        loop {
+            let now = Instant::now();
+            let slice = deadline.saturating_duration_since(now).min(POOL_POLL);
+            match self.shared.pool.get_timeout(slice) {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    if let Some(message) = self.shared.health.failed_since(start) {
+                        return Err(PoolWait::ServerDown(message));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(PoolWait::TimedOut(e));
+                    }
+                }
+            }
+        }
     }
 
     /// Takes a connection for `op`. A write gets a connection known to be
@@ -420,6 +497,19 @@ impl Database {
     }
 }
 
+/// How often a caller waiting on the pool checks whether the server is down.
+const POOL_POLL: Duration = Duration::from_millis(50);
+/// Longest pause between the pool's attempts to reconnect to a server that is down.
+const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+
+/// Why no pooled connection came.
+enum PoolWait {
+    /// An attempt to connect failed while the caller waited: the server is down.
+    ServerDown(String),
+    /// `connection_timeout` passed.
+    TimedOut(r2d2::Error),
+}
+
 #[derive(Debug)]
 struct LogErrors;
 
@@ -536,7 +626,10 @@ impl Executor for &Database {
                 shared: &self.shared,
                 writes: &writes,
             });
-            if matches!(&result, Err(e) if transience(e) == Transience::ConnectionLost) {
+            if matches!(&result, Err(e) if transience(e) == Transience::ConnectionLost || is_wsrep_not_ready(e))
+            {
+                // A Galera node outside the primary component is as good as
+                // gone: reconnect (a load balancer may pick a healthy node).
                 conn.mark_dead();
             }
             // Back to the pool before any sleep.
@@ -556,7 +649,7 @@ impl Executor for &Database {
                 Transience::Permanent => false,
             };
             if !retry || attempt >= policy.max_attempts {
-                return Err(err);
+                return Err(self.outage(err));
             }
             let delay = policy.delay(attempt);
             self.shared.retries.fetch_add(1, Ordering::Relaxed);
@@ -579,6 +672,23 @@ impl Executor for &Database {
 
     fn mapping_cache(&self) -> Option<&MappingCache> {
         self.shared.cache.as_ref()
+    }
+}
+
+impl Database {
+    /// A Galera node outside the primary component is an outage like a dead
+    /// server: reported as [`Error::Connection`], saying so.
+    fn outage(&self, err: Error) -> Error {
+        if !is_wsrep_not_ready(&err) {
+            return err;
+        }
+        Error::Connection {
+            url: self.shared.url.redacted(),
+            message: format!(
+                "the Galera node is not in the cluster's primary component \
+                 (wsrep_ready = OFF) and refuses queries: {err}"
+            ),
+        }
     }
 }
 

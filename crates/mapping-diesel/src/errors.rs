@@ -81,6 +81,15 @@ const LOST: [&str; 9] = [
     "connection to server was lost",
 ];
 
+/// True for MariaDB Galera's error 1047 "WSREP has not yet prepared node for
+/// application use": the node is not in the cluster's primary component
+/// (`wsrep_ready = OFF`, e.g. cut off from the majority) and refuses every
+/// statement before running it, so nothing of the statement took effect.
+pub fn is_wsrep_not_ready(e: &Error) -> bool {
+    matches!(e, Error::Database { source: DieselError::DatabaseError(_, info), .. }
+        if info.message().to_lowercase().contains("wsrep has not yet prepared node"))
+}
+
 /// Classifies a diesel error.
 pub fn diesel_transience(e: &DieselError) -> Transience {
     match e {
@@ -95,7 +104,10 @@ pub fn diesel_transience(e: &DieselError) -> Transience {
                 return Transience::ConnectionLost;
             }
             let m = info.message().to_lowercase();
-            if ROLLED_BACK.iter().any(|p| m.contains(p)) {
+            // Galera 1047: refused before running (see `is_wsrep_not_ready`).
+            if ROLLED_BACK.iter().any(|p| m.contains(p))
+                || m.contains("wsrep has not yet prepared node")
+            {
                 return Transience::RolledBack;
             }
             if LOST.iter().any(|p| m.contains(p)) {
@@ -176,6 +188,14 @@ mod tests {
             ),
             // SQLite
             (db(Unknown, "database is locked"), Transience::RolledBack),
+            // Galera node outside the primary component (1047)
+            (
+                db(
+                    Unknown,
+                    "WSREP has not yet prepared node for application use",
+                ),
+                Transience::RolledBack,
+            ),
             (
                 db(Unknown, "database table is locked"),
                 Transience::RolledBack,

@@ -39,8 +39,9 @@
 //! ## MySQL
 //!
 //! diesel 2.3 reads only the query keys `unix_socket`, `ssl_mode`, `ssl_ca`,
-//! `ssl_cert` and `ssl_key`, and refuses a `database` key; every other key
-//! (`charset`, `plugin`, `read_default_file`, `ssl_capath`, …) is dropped.
+//! `ssl_cert` and `ssl_key`, and refuses a `database` key; `connect_timeout`
+//! (seconds, as PyMySQL reads it) is kept for this crate's own connect
+//! timeout; every other key (`charset`, `plugin`, `read_default_file`, `ssl_capath`, …) is dropped.
 //! Note that dropping includes TLS options diesel cannot express. diesel
 //! chooses `utf8mb4` itself, so `charset` is not needed. A `ssl_mode` value
 //! diesel would refuse is refused here. A host is required, except that
@@ -644,7 +645,15 @@ fn check_mysql_database(name: &str) -> Result<(), &'static str> {
 }
 
 /// Query keys diesel's MySQL connection reads.
-const MYSQL_KEYS: [&str; 5] = ["unix_socket", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key"];
+const MYSQL_KEYS: [&str; 6] = [
+    "unix_socket",
+    "ssl_mode",
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+    // Read by this crate (the connect timeout, as PyMySQL's), ignored by diesel.
+    "connect_timeout",
+];
 
 /// `ssl_mode` values diesel accepts (compared case-insensitively).
 const MYSQL_SSL_MODES: [&str; 5] = [
@@ -936,10 +945,10 @@ mod tests {
 
     #[test]
     fn mysql_query_keys_are_filtered() {
-        let parsed = ok("mysql+pymysql://u:pw@h/nova?charset=utf8mb4&plugin=dbcounter&read_default_file=/etc/my.cnf&ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&database=x&ssl_cert=/c&ssl_key=/k&ssl_capath=/d");
+        let parsed = ok("mysql+pymysql://u:pw@h/nova?charset=utf8mb4&plugin=dbcounter&read_default_file=/etc/my.cnf&ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&database=x&ssl_cert=/c&ssl_key=/k&ssl_capath=/d&connect_timeout=3");
         assert_eq!(
             parsed.diesel_url(),
-            "mysql://u:pw@h/nova?ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&ssl_cert=/c&ssl_key=/k"
+            "mysql://u:pw@h/nova?ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&ssl_cert=/c&ssl_key=/k&connect_timeout=3"
         );
         assert_eq!(
             ok("mysql://u@h/nova?charset=utf8").diesel_url(),
