@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p mapping-bench --features all-backends --bin galera-bench
-if ! bash scripts/galera.sh status | grep -q 'node1 pid'; then
+status=$(bash scripts/galera.sh status)
+if [[ $status != *"node1 pid"* ]]; then
     trap 'bash scripts/galera.sh stop >/dev/null 2>&1 || true' EXIT
     bash scripts/galera.sh start
 fi

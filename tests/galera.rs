@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cell_mappings::{
-    BackendKind, ConnectionUrl, Database, Error, InstanceMappingUpdate, NewCellMapping,
-    NewInstanceMapping, Options, RetryPolicy,
+    model::ConnectionFailure, BackendKind, ConnectionUrl, Database, Error, InstanceMappingUpdate,
+    NewCellMapping, NewInstanceMapping, Options, RetryPolicy,
 };
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::Text;
@@ -245,10 +245,9 @@ struct Call {
 }
 
 /// An error a caller may get during an outage: the connection error, or
-/// (for a write whose connection died under it) a lost connection.
+/// (for a write whose connection died under it) "outcome unknown".
 fn is_outage(e: &Error) -> bool {
-    use cell_mappings::errors::{transience, Transience};
-    matches!(e, Error::Connection { .. }) || transience(e) == Transience::ConnectionLost
+    matches!(e, Error::Connection { .. } | Error::OutcomeUnknown { .. })
 }
 
 /// Runs `threads` callers on each database until `stop`, alternating
@@ -507,8 +506,15 @@ fn partition(urls: &[String]) {
         ("read", read.map(|_| ()), read_took),
     ] {
         match r {
-            Err(Error::Connection { message, .. }) => {
-                assert!(message.contains("primary component"), "{what}: {message}")
+            Err(Error::Connection { source, .. }) => {
+                assert!(
+                    matches!(*source, ConnectionFailure::NotPrimary(_)),
+                    "{what}: {source:?}"
+                );
+                assert!(
+                    source.to_string().contains("primary component"),
+                    "{what}: {source}"
+                );
             }
             other => panic!("{what} on a node outside the primary component: {other:?}"),
         }

@@ -25,8 +25,10 @@ const ROWS: usize = 10_000;
 fn fresh(admin: &str, name: &str) -> String {
     let db = Database::open(admin).expect("open the admin URL");
     db.with_connection(|c| {
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))
-            .map_err(|e| Error::Migration(e.to_string()))
+        c.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+        ))
+        .map_err(|e| Error::Migration(e.to_string()))
     })
     .expect("create the bench database");
     ConnectionUrl::parse(admin)
@@ -73,7 +75,11 @@ fn main() {
         ("Galera node 1, direct", &cluster_db, None),
         ("Galera through HAProxy", &on_proxy, None),
         ("Galera node 1, wsrep_sync_wait=1", &cluster_db, Some(1)),
-        ("Galera through HAProxy, wsrep_sync_wait=1", &on_proxy, Some(1)),
+        (
+            "Galera through HAProxy, wsrep_sync_wait=1",
+            &on_proxy,
+            Some(1),
+        ),
     ];
     // Load the rows once per database.
     for url in [&single_db, &cluster_db] {
@@ -97,7 +103,11 @@ fn main() {
         let db = Database::open_with(url, opts(sync)).expect("open");
         let probe = db
             .instance_mappings()
-            .create(NewInstanceMapping::new(&uuid::Uuid::new_v4().to_string(), "bench", "u"))
+            .create(NewInstanceMapping::new(
+                &uuid::Uuid::new_v4().to_string(),
+                "bench",
+                "u",
+            ))
             .expect("create");
         let lookup = single(plan, || {
             db.instance_mappings()
@@ -106,7 +116,11 @@ fn main() {
         });
         let create = single(create_plan, || {
             db.instance_mappings()
-                .create(NewInstanceMapping::new(&uuid::Uuid::new_v4().to_string(), "bench", "u"))
+                .create(NewInstanceMapping::new(
+                    &uuid::Uuid::new_v4().to_string(),
+                    "bench",
+                    "u",
+                ))
                 .expect("create")
         });
         println!(

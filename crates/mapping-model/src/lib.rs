@@ -16,7 +16,7 @@ pub mod url_template;
 pub mod validate;
 
 pub use cell_mapping::{CellMapping, CellMappingUpdate, NewCellMapping, CELL0_UUID};
-pub use error::{Error, Result};
+pub use error::{ConnectionFailure, Error, Result};
 pub use host_mapping::{HostMapping, HostMappingUpdate, NewHostMapping};
 pub use instance_mapping::{
     InstanceCounts, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,

@@ -350,10 +350,11 @@ impl<E: Executor> CellMappings<E> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn save(&mut self, cell: &mut CellMapping, update: &CellMappingUpdate) -> Result<()> {
-        self.exec.run(Op::write("cell_mapping.save"), &mut |tx| {
-            tx.writes.cell();
-            save(tx, cell, update)
-        })
+        self.exec
+            .run(Op::rerunnable_write("cell_mapping.save"), &mut |tx| {
+                tx.writes.cell();
+                save(tx, cell, update)
+            })
     }
 
     /// Deletes the cell; [`Error::CellMappingInUse`] while mappings point at it.
