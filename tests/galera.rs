@@ -196,7 +196,7 @@ fn multi_writer_conflicts(c: &Cluster) {
     let shared = dbs[0]
         .instance_mappings()
         .create(NewInstanceMapping::new(
-            &uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::new_v4().to_string(),
             "p",
             "u",
         ))
@@ -217,7 +217,7 @@ fn multi_writer_conflicts(c: &Cluster) {
                             .unwrap_or_else(|e| panic!("save on node {}: {e}", n + 1));
                         db.instance_mappings()
                             .create(NewInstanceMapping::new(
-                                &uuid::Uuid::new_v4().to_string(),
+                                uuid::Uuid::new_v4().to_string(),
                                 "p",
                                 "u",
                             ))
@@ -421,7 +421,7 @@ fn node_loss(how: &str, dbs: &[Database], victim: usize, survivors: &[String], a
         wait_for("the database to answer again", || {
             db.instance_mappings()
                 .create(NewInstanceMapping::new(
-                    &uuid::Uuid::new_v4().to_string(),
+                    uuid::Uuid::new_v4().to_string(),
                     "after",
                     "u",
                 ))
@@ -430,7 +430,7 @@ fn node_loss(how: &str, dbs: &[Database], victim: usize, survivors: &[String], a
         let im = db
             .instance_mappings()
             .create(NewInstanceMapping::new(
-                &uuid::Uuid::new_v4().to_string(),
+                uuid::Uuid::new_v4().to_string(),
                 "after",
                 "u",
             ))
@@ -469,7 +469,7 @@ fn partition(urls: &[String]) {
     let im = db
         .instance_mappings()
         .create(NewInstanceMapping::new(
-            &uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::new_v4().to_string(),
             "part",
             "u",
         ))
@@ -491,7 +491,7 @@ fn partition(urls: &[String]) {
     });
     let start = Instant::now();
     let write = db.instance_mappings().create(NewInstanceMapping::new(
-        &uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
         "part",
         "u",
     ));
@@ -529,7 +529,7 @@ fn partition(urls: &[String]) {
     let again = db
         .instance_mappings()
         .create(NewInstanceMapping::new(
-            &uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::new_v4().to_string(),
             "part",
             "u",
         ))

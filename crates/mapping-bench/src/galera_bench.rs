@@ -86,7 +86,7 @@ fn main() {
         let db = Database::open(url).expect("open");
         db.migrate().expect("migrate");
         let news: Vec<_> = (0..ROWS)
-            .map(|_| NewInstanceMapping::new(&uuid::Uuid::new_v4().to_string(), "bench", "u"))
+            .map(|_| NewInstanceMapping::new(uuid::Uuid::new_v4().to_string(), "bench", "u"))
             .collect();
         for chunk in news.chunks(1000) {
             db.instance_mappings()
@@ -104,7 +104,7 @@ fn main() {
         let probe = db
             .instance_mappings()
             .create(NewInstanceMapping::new(
-                &uuid::Uuid::new_v4().to_string(),
+                uuid::Uuid::new_v4().to_string(),
                 "bench",
                 "u",
             ))
@@ -117,7 +117,7 @@ fn main() {
         let create = single(create_plan, || {
             db.instance_mappings()
                 .create(NewInstanceMapping::new(
-                    &uuid::Uuid::new_v4().to_string(),
+                    uuid::Uuid::new_v4().to_string(),
                     "bench",
                     "u",
                 ))
