@@ -122,6 +122,53 @@ impl std::ops::DerefMut for PooledConn {
 /// Why a connection could not be opened or kept (never holds a password).
 pub type ConnectError = ConnectionFailure;
 
+/// Settings applied to every new PostgreSQL or MySQL connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSettings {
+    /// How long opening one connection may take, handshake included; a
+    /// `connect_timeout` in the URL (seconds) takes precedence.
+    pub connect_timeout: Duration,
+    /// MySQL/MariaDB only: `SET SESSION wsrep_sync_wait = n` on every new
+    /// connection (Galera read-your-writes); `None` leaves the server's value.
+    pub wsrep_sync_wait: Option<u8>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            wsrep_sync_wait: None,
+        }
+    }
+}
+
+/// The outcome of the latest attempt to open a connection, shared by the
+/// pool's manager (which records it) and the callers waiting on the pool
+/// (which give up at once when the server is known to be down). Unlike the
+/// pool's last error, it is not consumed by the first caller to read it:
+/// every caller waiting through one outage gets the same error.
+#[derive(Debug, Default)]
+pub struct ConnectHealth {
+    last: Mutex<Option<(Instant, Option<Arc<ConnectionFailure>>)>>,
+}
+
+impl ConnectHealth {
+    fn record(&self, error: Option<Arc<ConnectionFailure>>) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some((Instant::now(), error));
+    }
+
+    /// The error of the latest attempt to connect, if it failed at or after
+    /// `since` (and none succeeded after it).
+    pub fn failed_since(&self, since: Instant) -> Option<Arc<ConnectionFailure>> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((at, Some(error))) if *at >= since => Some(Arc::clone(error)),
+            _ => None,
+        }
+    }
+}
+
 /// The life of an in-memory SQLite database: its one connection is opened
 /// once; should the pool ever drop it, the database is lost and the pool
 /// must not open a fresh, empty one in its place.
@@ -142,6 +189,8 @@ pub struct Manager {
     last_error: Arc<Mutex<Option<Arc<ConnectionFailure>>>>,
     memory: Option<Arc<MemoryState>>,
     warned_locale: Arc<AtomicBool>,
+    server: ServerSettings,
+    health: Arc<ConnectHealth>,
 }
 
 impl Manager {
@@ -156,7 +205,27 @@ impl Manager {
             last_error: Arc::default(),
             memory,
             warned_locale: Arc::default(),
+            server: ServerSettings::default(),
+            health: Arc::default(),
         }
+    }
+
+    /// The same manager with `server` applied to PostgreSQL and MySQL connections.
+    pub fn with_server_settings(mut self, server: ServerSettings) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// The record of attempts to connect, shared with the pool's callers.
+    pub fn health(&self) -> Arc<ConnectHealth> {
+        Arc::clone(&self.health)
+    }
+
+    /// The connect timeout in force: the URL's `connect_timeout` (whole
+    /// seconds, as libpq and PyMySQL read it) when present and positive,
+    /// else [`ServerSettings::connect_timeout`].
+    pub fn connect_timeout(&self) -> Duration {
+        url_connect_timeout(self.url.diesel_url()).unwrap_or(self.server.connect_timeout)
     }
 
     /// Removes the password of the URL from a driver message, in case the
@@ -220,16 +289,39 @@ impl Manager {
             }
             #[cfg(feature = "postgres")]
             BackendKind::Postgres => {
-                let mut c =
-                    diesel::PgConnection::establish(target).map_err(|e| self.establish_error(e))?;
-                session_setup::postgres(&mut c, &self.warned_locale);
+                // libpq's own timeout too, so that a connection given up on
+                // here does not linger in its thread.
+                let target = if url_connect_timeout(target).is_some() {
+                    target.to_owned()
+                } else {
+                    let secs = self.connect_timeout().as_secs_f64().ceil().max(1.0) as u64;
+                    let sep = if target.contains('?') { '&' } else { '?' };
+                    format!("{target}{sep}connect_timeout={secs}")
+                };
+                let warned = Arc::clone(&self.warned_locale);
+                let c = self.bounded(move || {
+                    let mut c = diesel::PgConnection::establish(&target)
+                        .map_err(ConnectionFailure::Establish)?;
+                    session_setup::postgres(&mut c, &warned);
+                    Ok(c)
+                })?;
                 DbConnection::Postgres(c)
             }
             #[cfg(feature = "mysql")]
             BackendKind::Mysql => {
-                let mut c = diesel::MysqlConnection::establish(target)
-                    .map_err(|e| self.establish_error(e))?;
-                session_setup::mysql(&mut c, &self.warned_locale);
+                let target = target.to_owned();
+                let warned = Arc::clone(&self.warned_locale);
+                let sync_wait = self.server.wsrep_sync_wait;
+                let c = self.bounded(move || {
+                    let mut c = diesel::MysqlConnection::establish(&target)
+                        .map_err(ConnectionFailure::Establish)?;
+                    session_setup::mysql(&mut c, &warned);
+                    if let Some(n) = sync_wait {
+                        c.batch_execute(&format!("SET SESSION wsrep_sync_wait = {n}"))
+                            .map_err(ConnectionFailure::Setup)?;
+                    }
+                    Ok(c)
+                })?;
                 DbConnection::Mysql(c)
             }
             #[allow(unreachable_patterns)]
@@ -245,6 +337,54 @@ impl Manager {
         };
         Ok(conn)
     }
+}
+
+impl Manager {
+    /// Runs `establish` on a thread of its own and waits for it at most the
+    /// connect timeout: the drivers cannot bound every step of a connection
+    /// themselves (diesel's MySQL connection has no connect timeout, and a
+    /// server that accepts but never answers stalls the handshake). A
+    /// connection that arrives too late is closed by that thread.
+    #[allow(dead_code)] // unused when no server backend is compiled in
+    fn bounded<C: Send + 'static>(
+        &self,
+        establish: impl FnOnce() -> Result<C, ConnectionFailure> + Send + 'static,
+    ) -> Result<C, ConnectionFailure> {
+        let timeout = self.connect_timeout();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("mapping-connect".into())
+            .spawn(move || {
+                // The receiver is gone when the caller gave up: the
+                // connection is then dropped (closed) here.
+                let _ = tx.send(establish());
+            })
+            .map_err(|e| {
+                ConnectionFailure::Establish(diesel::ConnectionError::BadConnection(format!(
+                    "cannot start a connect thread: {e}"
+                )))
+            })?;
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(ConnectionFailure::Establish(e))) => Err(self.establish_error(e)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ConnectionFailure::TimedOut { after: timeout }),
+        }
+    }
+}
+
+/// The `connect_timeout` query value of a PostgreSQL or MySQL URL (whole
+/// seconds; absent, unparsable or zero gives `None`).
+fn url_connect_timeout(url: &str) -> Option<Duration> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|piece| piece.split_once('='))
+        .filter(|(k, _)| *k == "connect_timeout")
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .next_back()
+        .filter(|secs| *secs > 0)
+        .map(Duration::from_secs)
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -265,6 +405,7 @@ impl r2d2::ManageConnection for Manager {
         }
         match self.open() {
             Ok(conn) => {
+                self.health.record(None);
                 if let Ok(mut slot) = self.last_error.lock() {
                     *slot = None;
                 }
@@ -276,6 +417,7 @@ impl r2d2::ManageConnection for Manager {
             }
             Err(e) => {
                 let e = Arc::new(e);
+                self.health.record(Some(Arc::clone(&e)));
                 self.note_error(&e);
                 Err(e)
             }
@@ -408,6 +550,60 @@ pub(crate) fn scrub_password(url: &str, message: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_timeout_comes_from_the_url_or_the_settings() {
+        assert_eq!(
+            url_connect_timeout("mysql://u@h/db?ssl_mode=required&connect_timeout=7"),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            url_connect_timeout("postgres://u@h/db?connect_timeout=0"),
+            None
+        );
+        assert_eq!(
+            url_connect_timeout("postgres://u@h/db?connect_timeout=x"),
+            None
+        );
+        assert_eq!(url_connect_timeout("postgres://u@h/db"), None);
+        let m = |url: &str| {
+            Manager::new(
+                ConnectionUrl::parse(url).unwrap(),
+                SqliteSettings {
+                    busy_timeout: Duration::ZERO,
+                    mmap_size: 0,
+                },
+                Duration::ZERO,
+            )
+            .with_server_settings(ServerSettings {
+                connect_timeout: Duration::from_millis(1500),
+                wsrep_sync_wait: None,
+            })
+        };
+        assert_eq!(
+            m("mysql+pymysql://u@h/db?connect_timeout=2").connect_timeout(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            m("mysql://u@h/db").connect_timeout(),
+            Duration::from_millis(1500)
+        );
+    }
+
+    #[test]
+    fn health_reports_only_failures_since_the_wait_began() {
+        let h = ConnectHealth::default();
+        let before = Instant::now();
+        assert!(h.failed_since(before).is_none());
+        h.record(Some(Arc::new(ConnectionFailure::TimedOut {
+            after: Duration::from_secs(1),
+        })));
+        assert!(h.failed_since(before).is_some());
+        let later = Instant::now() + Duration::from_secs(1);
+        assert!(h.failed_since(later).is_none());
+        h.record(None);
+        assert!(h.failed_since(before).is_none());
+    }
 
     #[test]
     fn scrub_removes_raw_and_decoded_password() {

@@ -10,8 +10,8 @@ use diesel_migrations::MigrationHarness;
 use mapping_model::{Error, Result};
 
 use crate::cache::{CacheOptions, CacheStats, MappingCache, WriteLog};
-use crate::connection::{DbConnection, Manager, SqliteSettings};
-use crate::errors::{transience, Transience};
+use crate::connection::{DbConnection, Manager, ServerSettings, SqliteSettings};
+use crate::errors::{is_wsrep_not_ready, is_wsrep_not_ready_source, transience, Transience};
 use crate::migrations::NovaMigrations;
 use crate::url::{BackendKind, ConnectionUrl};
 
@@ -107,6 +107,20 @@ pub struct Options {
     /// The read-through cache of instance-uuid lookups (see [`crate::cache`]);
     /// `None` (the default) turns it off.
     pub cache: Option<CacheOptions>,
+    /// How long opening one PostgreSQL or MySQL connection may take, the
+    /// handshake included (default 5 s; must be longer than zero). Separate
+    /// from `connection_timeout`: a caller waiting on the pool while the
+    /// server is unreachable gets [`Error::Connection`] once an attempt to
+    /// connect has failed, within about this bound, instead of waiting the
+    /// whole `connection_timeout`. A `connect_timeout` in the URL (seconds,
+    /// as in libpq and PyMySQL) takes precedence. Not used by SQLite.
+    pub connect_timeout: Duration,
+    /// MySQL/MariaDB Galera only: the session's `wsrep_sync_wait` (0-15), set
+    /// on every new connection, as oslo.db's `mysql_wsrep_sync_wait`. `1`
+    /// makes reads wait until the node has applied every write the cluster
+    /// committed before them (read-your-writes through a load balancer), at
+    /// the cost of that wait. `None` (default) keeps the server's setting.
+    pub wsrep_sync_wait: Option<u8>,
 }
 
 impl Default for Options {
@@ -121,6 +135,8 @@ impl Default for Options {
             default_transport_url: None,
             default_database_connection: None,
             cache: None,
+            connect_timeout: Duration::from_secs(5),
+            wsrep_sync_wait: None,
         }
     }
 }
@@ -196,6 +212,18 @@ impl Database {
                 reason: "must be longer than zero".into(),
             });
         }
+        if options.connect_timeout.is_zero() {
+            return Err(Error::InvalidInput {
+                field: "connect_timeout",
+                reason: "must be longer than zero".into(),
+            });
+        }
+        if options.wsrep_sync_wait.is_some_and(|n| n > 15) {
+            return Err(Error::InvalidInput {
+                field: "wsrep_sync_wait",
+                reason: "must be a bit mask from 0 to 15".into(),
+            });
+        }
         let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
         let backend = url.backend();
         let manager = Manager::new(
@@ -205,7 +233,11 @@ impl Database {
                 mmap_size: options.sqlite_mmap_size,
             },
             options.ping_idle_after,
-        );
+        )
+        .with_server_settings(ServerSettings {
+            connect_timeout: options.connect_timeout,
+            wsrep_sync_wait: options.wsrep_sync_wait,
+        });
         let memory = url.is_sqlite_memory();
         let first = if connect_now || memory {
             Some(manager.open().map_err(|e| Error::Connection {
@@ -222,7 +254,11 @@ impl Database {
                 options.max_connections.max(1)
             })
             .min_idle(Some(0))
-            .connection_timeout(options.connection_timeout)
+            // Callers wait `options.connection_timeout` in `checkout`; the
+            // pool's own timeout only caps its back-off between attempts to
+            // reconnect at half of it, so that a server that comes back is
+            // found again within about half a second.
+            .connection_timeout(options.connection_timeout.min(RECONNECT_EVERY * 2))
             .error_handler(Box::new(LogErrors));
         if memory {
             builder = builder.idle_timeout(None).max_lifetime(None);
@@ -310,7 +346,14 @@ impl Database {
             return Err(connection_error(Arc::new(lost)));
         }
         let start = Instant::now();
-        self.shared.pool.get().map_err(|e| {
+        self.wait_for_connection(start).map_err(|e| {
+            let e = match e {
+                PoolWait::ServerDown(source) => {
+                    tracing::warn!(error = %source, "database unreachable");
+                    return connection_error(source);
+                }
+                PoolWait::TimedOut(e) => e,
+            };
             tracing::warn!(error = %e, "no database connection available");
             match self.shared.manager.take_last_error() {
                 Some(source) => connection_error(source),
@@ -319,6 +362,33 @@ impl Database {
                 },
             }
         })
+    }
+
+    /// Waits for a pooled connection up to `connection_timeout`, in short
+    /// slices; gives up with [`PoolWait::ServerDown`] as soon as an attempt
+    /// to connect made since `start` failed (and none succeeded after it), so
+    /// that every caller learns of a dead server within about the connect
+    /// timeout, with the same error.
+    fn wait_for_connection(
+        &self,
+        start: Instant,
+    ) -> std::result::Result<r2d2::PooledConnection<Manager>, PoolWait> {
+        let deadline = start + self.shared.options.connection_timeout;
+        loop {
+            let now = Instant::now();
+            let slice = deadline.saturating_duration_since(now).min(POOL_POLL);
+            match self.shared.pool.get_timeout(slice) {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    if let Some(source) = self.shared.manager.health().failed_since(start) {
+                        return Err(PoolWait::ServerDown(source));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(PoolWait::TimedOut(e));
+                    }
+                }
+            }
+        }
     }
 
     /// Takes a connection for `op`. A write that is not [`Op::ping_free`]
@@ -458,6 +528,19 @@ impl Database {
     pub fn host_mappings(&self) -> crate::HostMappings<&Database> {
         crate::HostMappings::new(self)
     }
+}
+
+/// How often a caller waiting on the pool checks whether the server is down.
+const POOL_POLL: Duration = Duration::from_millis(50);
+/// Longest pause between the pool's attempts to reconnect to a server that is down.
+const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+
+/// Why no pooled connection came.
+enum PoolWait {
+    /// An attempt to connect failed while the caller waited: the server is down.
+    ServerDown(Arc<crate::connection::ConnectError>),
+    /// `connection_timeout` passed.
+    TimedOut(r2d2::Error),
 }
 
 #[derive(Debug)]
@@ -660,7 +743,9 @@ impl Executor for &Database {
                 run: &state,
             });
             let lost = matches!(&result, Err(e) if transience(e) == Transience::ConnectionLost);
-            if lost {
+            // A Galera node outside the primary component is as good as
+            // gone: reconnect (a load balancer may pick a healthy node).
+            if lost || matches!(&result, Err(e) if is_wsrep_not_ready(e)) {
                 conn.mark_dead();
             }
             // Back to the pool before any sleep.
@@ -695,7 +780,7 @@ impl Executor for &Database {
                         tracing::error!(operation, error = %source, "connection lost around the commit: outcome unknown");
                         Error::OutcomeUnknown { operation, source }
                     }
-                    other => other,
+                    other => self.outage(other),
                 });
             }
             let delay = policy.delay(attempt);
@@ -719,6 +804,22 @@ impl Executor for &Database {
 
     fn mapping_cache(&self) -> Option<&MappingCache> {
         self.shared.cache.as_ref()
+    }
+}
+
+impl Database {
+    /// A Galera node outside the primary component is an outage like a dead
+    /// server: reported as [`Error::Connection`], saying so.
+    fn outage(&self, err: Error) -> Error {
+        match err {
+            Error::Database { source, .. } if is_wsrep_not_ready_source(&source) => {
+                Error::Connection {
+                    url: self.shared.url.redacted(),
+                    source: Arc::new(mapping_model::ConnectionFailure::NotPrimary(source)),
+                }
+            }
+            other => other,
+        }
     }
 }
 

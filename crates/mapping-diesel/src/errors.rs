@@ -73,6 +73,19 @@ impl ErrorCode {
     }
 }
 
+/// True for MariaDB Galera's error 1047 "WSREP has not yet prepared node for
+/// application use": the node is not in the cluster's primary component
+/// (`wsrep_ready = OFF`, e.g. cut off from the majority) and refuses every
+/// statement before running it.
+pub fn is_wsrep_not_ready(e: &Error) -> bool {
+    matches!(e, Error::Database { source, .. } if is_wsrep_not_ready_source(source))
+}
+
+/// [`is_wsrep_not_ready`] for a driver error.
+pub fn is_wsrep_not_ready_source(e: &DieselError) -> bool {
+    error_code(e) == Some(ErrorCode::MysqlErrno(1047))
+}
+
 /// Classifies an error of the library.
 ///
 /// [`Error::PoolTimeout`] is permanent here: the pool has already waited

@@ -177,6 +177,18 @@ pub enum ConnectionFailure {
     /// A pooled connection did not answer its ping: it is dead.
     #[error("the connection is dead: {0}")]
     Dead(#[source] diesel::result::Error),
+    /// The server did not complete the connection within the connect
+    /// timeout (`Options::connect_timeout`, or the URL's `connect_timeout`).
+    #[error("no connection within the connect timeout of {after:?}")]
+    TimedOut {
+        /// The connect timeout in force.
+        after: std::time::Duration,
+    },
+    /// The MariaDB Galera node is not in the cluster's primary component
+    /// (`wsrep_ready = OFF`: cut off from the majority) and refuses every
+    /// query (error 1047) until it rejoins.
+    #[error("the Galera node is not in the cluster's primary component (wsrep_ready = OFF) and refuses queries: {0}")]
+    NotPrimary(#[source] diesel::result::Error),
     /// The in-memory SQLite database's only connection was lost (for
     /// instance dropped after a failure that could not be rolled back): its
     /// data is gone, and a fresh empty database is never swapped in.
