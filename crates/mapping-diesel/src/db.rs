@@ -9,7 +9,7 @@ use diesel::Connection;
 use diesel_migrations::MigrationHarness;
 use mapping_model::{Error, Result};
 
-use crate::cache::{CacheOptions, CacheStats, MappingCache, WriteLog};
+use crate::cache::{CacheOptions, CacheStats, MappingCache, MemcachedOptions, WriteLog};
 use crate::connection::{DbConnection, Manager, SqliteSettings};
 use crate::errors::{transience, Transience};
 use crate::migrations::NovaMigrations;
@@ -104,9 +104,12 @@ pub struct Options {
     /// The default against which `database_connection` templates are expanded
     /// (Nova's `[database]/connection`); `None` leaves templates as stored.
     pub default_database_connection: Option<String>,
-    /// The read-through cache of instance-uuid lookups (see [`crate::cache`]);
-    /// `None` (the default) turns it off.
+    /// The first, in-process tier of the cache of instance-uuid lookups
+    /// (see [`crate::cache`]); `None` (the default) turns it off.
     pub cache: Option<CacheOptions>,
+    /// The memcached tier of the cache of instance-uuid lookups, shared by
+    /// every process (see [`crate::cache`]); `None` (the default) turns it off.
+    pub memcached: Option<MemcachedOptions>,
 }
 
 impl Default for Options {
@@ -121,6 +124,7 @@ impl Default for Options {
             default_transport_url: None,
             default_database_connection: None,
             cache: None,
+            memcached: None,
         }
     }
 }
@@ -179,6 +183,7 @@ impl Database {
                 reason: "must be longer than zero".into(),
             });
         }
+        let cache = MappingCache::from_options(&options)?;
         let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
         let backend = url.backend();
         let manager = Manager::new(
@@ -225,7 +230,7 @@ impl Database {
                 pool,
                 url,
                 backend,
-                cache: options.cache.map(MappingCache::new),
+                cache,
                 options,
                 retries: AtomicU64::new(0),
             }),
@@ -254,14 +259,15 @@ impl Database {
         }
     }
 
-    /// Hits, misses and size of the mapping cache, or `None` when the cache
-    /// is off (see [`Options::cache`]).
+    /// Counters of each tier of the mapping cache, or `None` when both are
+    /// off (see [`Options::cache`] and [`Options::memcached`]).
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.shared.cache.as_ref().map(MappingCache::stats)
     }
 
-    /// Empties the mapping cache (a no-op when it is off), e.g. after
-    /// changing the database behind this handle's back.
+    /// Empties the first tier and invalidates every value of the memcached
+    /// tier, for every process (a no-op when both are off), e.g. after
+    /// changing the database behind the library's back.
     pub fn clear_cache(&self) {
         if let Some(c) = &self.shared.cache {
             c.clear();
