@@ -10,6 +10,7 @@
 
 mod harness;
 mod raw;
+mod tiers;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -201,6 +202,9 @@ fn analyze(t: &TestDb) {
 }
 
 fn main() {
+    if tiers::run_if_asked() {
+        return;
+    }
     let args = parse_args();
     std::fs::create_dir_all(&args.out).expect("output directory");
     let mut report = Report::default();
