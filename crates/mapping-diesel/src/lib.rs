@@ -24,6 +24,10 @@ pub mod cache;
 pub mod connection;
 pub mod db;
 pub mod errors;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz_door.rs"]
+pub mod __fuzz;
 pub mod migrations;
 pub mod models;
 pub mod schema_check;
