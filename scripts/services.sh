@@ -64,3 +64,6 @@ mysql --protocol=tcp -h "$MY_HOST" -P "$MY_PORT" -uroot -e 'create database if n
 # The non-English locale of the locale tests (tests/locale.rs).
 "$(dirname "$0")/locales.sh"
 log "PostgreSQL and MariaDB are up"
+
+# memcached instances for the cache tier's tests (127.0.0.1:11311 and :11312).
+bash "$(dirname "$0")/memcached.sh" start || die "memcached did not start"

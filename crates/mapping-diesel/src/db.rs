@@ -9,7 +9,7 @@ use diesel::Connection;
 use diesel_migrations::MigrationHarness;
 use mapping_model::{Error, Result};
 
-use crate::cache::{CacheOptions, CacheStats, MappingCache, WriteLog};
+use crate::cache::{CacheOptions, CacheStats, MappingCache, MemcachedOptions, WriteLog};
 use crate::connection::{DbConnection, Manager, ServerSettings, SqliteSettings};
 use crate::errors::{is_wsrep_not_ready, is_wsrep_not_ready_source, transience, Transience};
 use crate::migrations::NovaMigrations;
@@ -104,8 +104,8 @@ pub struct Options {
     /// The default against which `database_connection` templates are expanded
     /// (Nova's `[database]/connection`); `None` leaves templates as stored.
     pub default_database_connection: Option<String>,
-    /// The read-through cache of instance-uuid lookups (see [`crate::cache`]);
-    /// `None` (the default) turns it off.
+    /// The first, in-process tier of the cache of instance-uuid lookups
+    /// (see [`crate::cache`]); `None` (the default) turns it off.
     pub cache: Option<CacheOptions>,
     /// How long opening one PostgreSQL or MySQL connection may take, the
     /// handshake included (default 5 s; must be longer than zero). Separate
@@ -121,6 +121,9 @@ pub struct Options {
     /// committed before them (read-your-writes through a load balancer), at
     /// the cost of that wait. `None` (default) keeps the server's setting.
     pub wsrep_sync_wait: Option<u8>,
+    /// The memcached tier of the cache of instance-uuid lookups, shared by
+    /// every process (see [`crate::cache`]); `None` (the default) turns it off.
+    pub memcached: Option<MemcachedOptions>,
 }
 
 impl Default for Options {
@@ -137,6 +140,7 @@ impl Default for Options {
             cache: None,
             connect_timeout: Duration::from_secs(5),
             wsrep_sync_wait: None,
+            memcached: None,
         }
     }
 }
@@ -192,6 +196,19 @@ impl Database {
     /// Opens the database named by `url` with `options`. One connection is
     /// made at once, so a database that is down is reported here.
     pub fn open_with(url: &str, options: Options) -> Result<Self> {
+        Self::open_inner(url, options, true)
+    }
+
+    /// Like [`Database::open_with`] but connects nothing yet: the first
+    /// checkout connects (waiting at most `connection_timeout`), so opening
+    /// never blocks on a server that is down or hangs. For the per-cell pools
+    /// of `mapping-router`; an in-memory SQLite database still connects at once.
+    #[doc(hidden)]
+    pub fn open_lazy_for_router(url: &str, options: Options) -> Result<Self> {
+        Self::open_inner(url, options, false)
+    }
+
+    fn open_inner(url: &str, options: Options, connect_now: bool) -> Result<Self> {
         if options.connection_timeout.is_zero() {
             // The pool cannot wait "no time at all" (r2d2 would panic).
             return Err(Error::InvalidInput {
@@ -211,6 +228,7 @@ impl Database {
                 reason: "must be a bit mask from 0 to 15".into(),
             });
         }
+        let cache = MappingCache::from_options(&options)?;
         let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
         let backend = url.backend();
         let manager = Manager::new(
@@ -225,11 +243,15 @@ impl Database {
             connect_timeout: options.connect_timeout,
             wsrep_sync_wait: options.wsrep_sync_wait,
         });
-        let first = manager.open().map_err(|e| Error::Connection {
-            url: url.redacted(),
-            source: Arc::new(e),
-        })?;
         let memory = url.is_sqlite_memory();
+        let first = if connect_now || memory {
+            Some(manager.open().map_err(|e| Error::Connection {
+                url: url.redacted(),
+                source: Arc::new(e),
+            })?)
+        } else {
+            None
+        };
         let mut builder = r2d2::Pool::builder()
             .max_size(if memory {
                 1
@@ -271,7 +293,7 @@ impl Database {
                 uncertain: Default::default(),
                 url,
                 backend,
-                cache: options.cache.map(MappingCache::new),
+                cache,
                 options,
                 retries: AtomicU64::new(0),
             }),
@@ -300,14 +322,15 @@ impl Database {
         }
     }
 
-    /// Hits, misses and size of the mapping cache, or `None` when the cache
-    /// is off (see [`Options::cache`]).
+    /// Counters of each tier of the mapping cache, or `None` when both are
+    /// off (see [`Options::cache`] and [`Options::memcached`]).
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.shared.cache.as_ref().map(MappingCache::stats)
     }
 
-    /// Empties the mapping cache (a no-op when it is off), e.g. after
-    /// changing the database behind this handle's back.
+    /// Empties the first tier and invalidates every value of the memcached
+    /// tier, for every process (a no-op when both are off), e.g. after
+    /// changing the database behind the library's back.
     pub fn clear_cache(&self) {
         if let Some(c) = &self.shared.cache {
             c.clear();

@@ -7,6 +7,7 @@
 //! type. `mapping-diesel` builds the database access on top.
 
 pub mod cell_mapping;
+pub mod cell_schema;
 pub mod error;
 pub mod host_mapping;
 pub mod instance_mapping;

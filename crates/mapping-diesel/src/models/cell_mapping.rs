@@ -352,7 +352,7 @@ impl<E: Executor> CellMappings<E> {
     pub fn save(&mut self, cell: &mut CellMapping, update: &CellMappingUpdate) -> Result<()> {
         self.exec
             .run(Op::rerunnable_write("cell_mapping.save"), &mut |tx| {
-                tx.writes.cell();
+                tx.writes.cell(&cell.uuid);
                 save(tx, cell, update)
             })
     }
@@ -360,7 +360,7 @@ impl<E: Executor> CellMappings<E> {
     /// Deletes the cell; [`Error::CellMappingInUse`] while mappings point at it.
     pub fn destroy(&mut self, uuid: &str) -> Result<()> {
         self.exec.run(Op::write("cell_mapping.destroy"), &mut |tx| {
-            tx.writes.cell();
+            tx.writes.cell(uuid);
             destroy(tx, uuid)
         })
     }

@@ -519,8 +519,8 @@ impl<E: Executor> InstanceMappings<E> {
     /// The mapping of the instance with its cell (none while unscheduled),
     /// or [`Error::InstanceMappingNotFound`].
     ///
-    /// With the cache on ([`Options::cache`]) and outside a transaction, a
-    /// mapping with a cell may come from the cache.
+    /// With a cache tier on ([`Options::cache`], [`Options::memcached`]) and
+    /// outside a transaction, a mapping with a cell may come from the cache.
     ///
     /// ```
     /// # use mapping_diesel::Database;
@@ -592,6 +592,7 @@ impl<E: Executor> InstanceMappings<E> {
     pub fn create(&mut self, new: NewInstanceMapping) -> Result<InstanceMapping> {
         self.exec
             .run(Op::rerunnable_write("instance_mapping.create"), &mut |tx| {
+                note_write(tx, &new.instance_uuid);
                 create(tx, new.clone())
             })
     }
@@ -607,6 +608,7 @@ impl<E: Executor> InstanceMappings<E> {
         let batch = super::bulk::BulkCreate::prepare(news)?;
         self.exec
             .run(Op::write("instance_mapping_list.create_bulk"), &mut |tx| {
+                tx.writes.instances(batch.uuids());
                 super::bulk::create_bulk(tx, &batch)
             })
     }
