@@ -15,7 +15,7 @@ set +e
 env "$galera" MAPPING_TEST_RESTART_SERVERS=1 cargo test --workspace --all-features "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # Adoption and migrations behave on the cluster (through HAProxy) as on one server.
-MAPPING_TEST_MYSQL_URL="${galera##*;}" cargo test --all-features --test schema "$@" -- mysql 2>&1 | tee -a "$log"
+MAPPING_TEST_MYSQL_URL="${galera##*;}" cargo test --all-features --test schema -- mysql 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 awk '/^test result:/ {
