@@ -20,14 +20,14 @@
 //! # Ok::<(), mapping_model::Error>(())
 //! ```
 
-pub mod cache;
-pub mod connection;
-pub mod db;
-pub mod errors;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 #[path = "fuzz_door.rs"]
 pub mod __fuzz;
+pub mod cache;
+pub mod connection;
+pub mod db;
+pub mod errors;
 pub mod migrations;
 pub mod models;
 pub mod schema_check;

@@ -94,10 +94,12 @@ fn redact_unparsed(url: &str) -> String {
 /// The values of the sensitive keys of a raw query string (those
 /// [`mask_query`] hides), non-empty ones only.
 fn sensitive_values(query: &str) -> impl Iterator<Item = &str> {
-    query.split('&').filter_map(|piece| match piece.split_once('=') {
-        Some((key, value)) if is_sensitive_key(key) && !value.is_empty() => Some(value),
-        _ => None,
-    })
+    query
+        .split('&')
+        .filter_map(|piece| match piece.split_once('=') {
+            Some((key, value)) if is_sensitive_key(key) && !value.is_empty() => Some(value),
+            _ => None,
+        })
 }
 
 impl super::ConnectionUrl {
@@ -131,9 +133,7 @@ impl super::ConnectionUrl {
                 .chain(parts.query.iter().flat_map(|piece| sensitive_values(piece)))
                 .collect(),
             None => match self.diesel.split_once('?') {
-                Some((_, query)) if self.is_file_uri() => {
-                    sensitive_values(query).collect()
-                }
+                Some((_, query)) if self.is_file_uri() => sensitive_values(query).collect(),
                 _ => Vec::new(),
             },
         }
