@@ -34,7 +34,7 @@ pub mod schema_check;
 pub mod timestamp;
 pub mod url;
 
-pub use cache::{CacheOptions, CacheStats};
+pub use cache::{CacheOptions, CacheStats, FirstTierStats, MemcachedOptions, MemcachedStats};
 pub use connection::DbConnection;
 pub use db::{Database, Executor, Options, RetryPolicy, Stats, Tx};
 pub use mapping_model as model;
