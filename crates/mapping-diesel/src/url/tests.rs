@@ -439,3 +439,18 @@ fn odd_strings_never_panic() {
         let _ = ConnectionUrl::parse(text);
     }
 }
+
+/// Found by the `connection_url` fuzz target: a relative path starting with
+/// `file:` in another case was handed over bare, so its rendered form read
+/// back as a `file:` URI.
+#[test]
+fn fuzz_regression_file_prefix_in_any_case_is_a_path() {
+    for url in ["sqlite:///filE:f", "sqlite:///FILE:x.db"] {
+        let parsed = ok(url);
+        let path = url.trim_start_matches("sqlite:///");
+        assert_eq!(parsed.diesel_url(), format!("./{path}"), "{url}");
+        assert_eq!(parsed.database(), Some(path), "{url}");
+        assert_eq!(ok(&parsed.unredacted()), parsed, "{url}");
+        assert_eq!(ok(&parsed.to_string()), parsed, "{url}");
+    }
+}
