@@ -181,11 +181,8 @@ fn scatter_case(backend: BackendKind, n: usize, plan: Plan, rows: &mut Vec<Row>)
         );
         dbs.push(cell);
     }
-    let router = Router::new(
-        api.db.clone(),
-        RouterOptions::default().worker_pool_size(n),
-    )
-    .expect("router");
+    let router =
+        Router::new(api.db.clone(), RouterOptions::default().worker_pool_size(n)).expect("router");
     let timeout = Duration::from_secs(60);
     let (a, b) = pair(
         plan,
@@ -229,7 +226,10 @@ fn render(rows: &[Row], quick: bool) -> String {
         md,
         "Router benchmarks ({}; load average at the end: {}).\n",
         if quick { "quick run" } else { "full run" },
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     md.push_str("| backend | case | measured | median | IQR | baseline | median | IQR | difference | ratio |\n");
     md.push_str("|---|---|---|---:|---:|---|---:|---:|---:|---:|\n");

@@ -11,6 +11,7 @@ pub mod error;
 pub mod host_mapping;
 pub mod instance_mapping;
 pub mod schema;
+pub mod url_scheme;
 pub mod url_template;
 pub mod validate;
 
