@@ -14,6 +14,7 @@ mod raw;
 mod report;
 mod router_bench;
 mod setup;
+mod tiers;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -114,6 +115,9 @@ fn name(b: BackendKind) -> &'static str {
 fn main() {
     if router_bench::requested() {
         return router_bench::main();
+    }
+    if tiers::run_if_asked() {
+        return;
     }
     let args = parse_args();
     std::fs::create_dir_all(&args.out).expect("output directory");

@@ -24,13 +24,17 @@ pub mod cache;
 pub mod connection;
 pub mod db;
 pub mod errors;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz_door.rs"]
+pub mod __fuzz;
 pub mod migrations;
 pub mod models;
 pub mod schema_check;
 pub mod timestamp;
 pub mod url;
 
-pub use cache::{CacheOptions, CacheStats};
+pub use cache::{CacheOptions, CacheStats, FirstTierStats, MemcachedOptions, MemcachedStats};
 pub use connection::DbConnection;
 pub use db::{Database, Executor, Options, RetryPolicy, Stats, Tx};
 pub use mapping_model as model;

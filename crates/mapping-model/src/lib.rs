@@ -7,6 +7,7 @@
 //! type. `mapping-diesel` builds the database access on top.
 
 pub mod cell_mapping;
+pub mod cell_schema;
 pub mod error;
 pub mod host_mapping;
 pub mod instance_mapping;
@@ -16,7 +17,7 @@ pub mod url_template;
 pub mod validate;
 
 pub use cell_mapping::{CellMapping, CellMappingUpdate, NewCellMapping, CELL0_UUID};
-pub use error::{Error, Result};
+pub use error::{ConnectionFailure, Error, Result};
 pub use host_mapping::{HostMapping, HostMappingUpdate, NewHostMapping};
 pub use instance_mapping::{
     InstanceCounts, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,

@@ -350,16 +350,17 @@ impl<E: Executor> CellMappings<E> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn save(&mut self, cell: &mut CellMapping, update: &CellMappingUpdate) -> Result<()> {
-        self.exec.run(Op::write("cell_mapping.save"), &mut |tx| {
-            tx.writes.cell();
-            save(tx, cell, update)
-        })
+        self.exec
+            .run(Op::rerunnable_write("cell_mapping.save"), &mut |tx| {
+                tx.writes.cell(&cell.uuid);
+                save(tx, cell, update)
+            })
     }
 
     /// Deletes the cell; [`Error::CellMappingInUse`] while mappings point at it.
     pub fn destroy(&mut self, uuid: &str) -> Result<()> {
         self.exec.run(Op::write("cell_mapping.destroy"), &mut |tx| {
-            tx.writes.cell();
+            tx.writes.cell(uuid);
             destroy(tx, uuid)
         })
     }

@@ -239,9 +239,10 @@ impl<E: Executor> HostMappings<E> {
     /// [`Error::HostMappingExists`] on a rename to a taken host. An empty
     /// update writes nothing and only checks that the mapping exists.
     pub fn save(&mut self, mapping: &mut HostMapping, update: &HostMappingUpdate) -> Result<()> {
-        self.exec.run(Op::write("host_mapping.save"), &mut |tx| {
-            save(tx, mapping, update)
-        })
+        self.exec
+            .run(Op::rerunnable_write("host_mapping.save"), &mut |tx| {
+                save(tx, mapping, update)
+            })
     }
 
     /// Deletes the mapping of the host; [`Error::HostMappingNotFound`] if none.

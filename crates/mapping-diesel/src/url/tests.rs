@@ -176,10 +176,10 @@ fn mysql_forms() {
 
 #[test]
 fn mysql_query_keys_are_filtered() {
-    let parsed = ok("mysql+pymysql://u:pw@h/nova?charset=utf8mb4&plugin=dbcounter&read_default_file=/etc/my.cnf&ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&database=x&ssl_cert=/c&ssl_key=/k&ssl_capath=/d");
+    let parsed = ok("mysql+pymysql://u:pw@h/nova?charset=utf8mb4&plugin=dbcounter&read_default_file=/etc/my.cnf&ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&database=x&ssl_cert=/c&ssl_key=/k&ssl_capath=/d&connect_timeout=3");
     assert_eq!(
         parsed.diesel_url(),
-        "mysql://u:pw@h/nova?ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&ssl_cert=/c&ssl_key=/k"
+        "mysql://u:pw@h/nova?ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&ssl_cert=/c&ssl_key=/k&connect_timeout=3"
     );
     assert_eq!(
         ok("mysql://u@h/nova?charset=utf8").diesel_url(),
