@@ -12,6 +12,7 @@
 #   scripts/galera.sh pause N     SIGSTOP node N (it stops answering, as if cut off)
 #   scripts/galera.sh resume N    SIGCONT node N
 #   scripts/galera.sh env         prints MAPPING_TEST_GALERA=... for the tests
+#   scripts/galera.sh dir         prints the directory holding the nodes' data and logs
 #
 # Ports (clear of the MariaDB on 3306): node N listens for SQL on 4405+N,
 # for Galera replication on 4567+10(N-1), IST on 4568+10(N-1) and rsync SST
@@ -21,7 +22,14 @@
 # Fails loudly (non-zero exit, message on stderr) if the cluster cannot form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD/target/galera
+# The nodes run as mysql, which must reach their data directories: under
+# target/ when the checkout is reachable by mysql, else (a checkout under a
+# private home, say) under /var/tmp, in a directory named after the checkout.
+ROOT=${MAPPING_GALERA_DIR:-$PWD/target/galera}
+if [ -z "${MAPPING_GALERA_DIR:-}" ] && id mysql >/dev/null 2>&1 \
+    && ! runuser -u mysql -- test -x "$PWD" 2>/dev/null; then
+    ROOT=/var/tmp/mapping-galera-$(printf '%s' "$PWD" | md5sum | cut -c1-12)
+fi
 HAPROXY_PORT=4410
 NODES="1 2 3"
 
@@ -240,11 +248,14 @@ resume)
     n=${2:?node number}
     kill -CONT "$(pidof_node "$n")"
     ;;
+dir)
+    echo "$ROOT"
+    ;;
 env)
     echo "MAPPING_TEST_GALERA=mysql://root@127.0.0.1:$(sql_port 1)/,mysql://root@127.0.0.1:$(sql_port 2)/,mysql://root@127.0.0.1:$(sql_port 3)/;mysql://root@127.0.0.1:$HAPROXY_PORT/"
     ;;
 *)
-    sed -n '2,19p' "$0" >&2
+    sed -n '2,20p' "$0" >&2
     exit 2
     ;;
 esac

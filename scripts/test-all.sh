@@ -11,6 +11,7 @@ log=$(mktemp)
 trap 'bash scripts/galera.sh stop >/dev/null 2>&1 || true; rm -f "$log"' EXIT
 bash scripts/galera.sh start || { echo "test-all.sh: the Galera cluster did not form" >&2; exit 1; }
 galera=$(bash scripts/galera.sh env)
+export MAPPING_TEST_GALERA_DIR=$(bash scripts/galera.sh dir)
 set +e
 env "$galera" MAPPING_TEST_RESTART_SERVERS=1 cargo test --workspace --all-features "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -321,10 +321,10 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 fn ist_count(node: usize) -> usize {
-    let log = format!(
-        "{}/target/galera/node{node}/error.log",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    // scripts/test-all.sh says where the nodes live (`galera.sh dir`).
+    let dir = std::env::var("MAPPING_TEST_GALERA_DIR")
+        .unwrap_or_else(|_| format!("{}/target/galera", env!("CARGO_MANIFEST_DIR")));
+    let log = format!("{dir}/node{node}/error.log");
     std::fs::read_to_string(&log)
         .map(|s| s.matches("IST received").count())
         .unwrap_or(0)
