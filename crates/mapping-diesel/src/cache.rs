@@ -222,16 +222,6 @@ impl MappingCache {
     }
 }
 
-/// True when `s` is already a UUID in the canonical form (lower-case,
-/// hyphenated): the cache can use it as a key without parsing it.
-pub(crate) fn is_canonical_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        })
-}
-
 /// What an operation or transaction wrote, as far as the cache cares.
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
@@ -301,15 +291,6 @@ mod tests {
             capacity,
             ttl: Duration::from_secs(60),
         })
-    }
-
-    #[test]
-    fn canonical_uuids_are_recognised() {
-        assert!(is_canonical_uuid("0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10"));
-        assert!(!is_canonical_uuid("0B9F4A36-59B8-4B8E-BF0B-4E1C9F6D2A10"));
-        assert!(!is_canonical_uuid("0b9f4a3659b84b8ebf0b4e1c9f6d2a10"));
-        assert!(!is_canonical_uuid("0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a1g"));
-        assert!(!is_canonical_uuid("0b9f4a36+59b8-4b8e-bf0b-4e1c9f6d2a10"));
     }
 
     #[test]

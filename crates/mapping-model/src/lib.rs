@@ -9,6 +9,7 @@
 pub mod cell_mapping;
 pub mod error;
 pub mod host_mapping;
+pub mod ident;
 pub mod instance_mapping;
 pub mod schema;
 pub mod url_template;
@@ -17,7 +18,10 @@ pub mod validate;
 pub use cell_mapping::{CellMapping, CellMappingUpdate, NewCellMapping, CELL0_UUID};
 pub use error::{Error, Result};
 pub use host_mapping::{HostMapping, HostMappingUpdate, NewHostMapping};
+pub use ident::ToUuid;
 pub use instance_mapping::{
     InstanceCounts, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,
+    INSTANCE_MIGRATION_MARKER,
 };
 pub use url_template::expand_url_template;
+pub use uuid::Uuid;

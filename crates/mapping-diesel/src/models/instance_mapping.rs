@@ -405,7 +405,7 @@ fn note_write(tx: &mut Tx<'_>, instance_uuid: &str) {
 /// Obtained from [`Database::instance_mappings`](crate::Database::instance_mappings)
 /// or [`Tx::instance_mappings`](crate::Tx::instance_mappings).
 pub struct InstanceMappings<E> {
-    exec: E,
+    pub(super) exec: E,
 }
 
 impl<E: Executor> InstanceMappings<E> {
@@ -445,7 +445,7 @@ impl<E: Executor> InstanceMappings<E> {
             }
             Some(cache) => {
                 let canonical;
-                let key = if crate::cache::is_canonical_uuid(instance_uuid) {
+                let key = if validate::is_canonical_uuid(instance_uuid) {
                     instance_uuid
                 } else {
                     canonical = validate::uuid("instance_uuid", instance_uuid)?;

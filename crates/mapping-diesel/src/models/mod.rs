@@ -4,6 +4,7 @@ pub mod bulk;
 pub mod cell_mapping;
 pub mod host_mapping;
 pub mod instance_mapping;
+mod marker;
 
 use diesel::backend::Backend;
 use diesel::prelude::*;
