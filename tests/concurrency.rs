@@ -97,11 +97,11 @@ backend_tests! {
         // Loaded through one handle, destroyed through another: the save
         // must not be a silent no-op, nor bring the row back.
         let other = t.reopen(Options::default());
-        let mut im = t.instance(None, "p", "u");
+        let im = t.instance(None, "p", "u");
         other.instance_mappings().destroy(&im.instance_uuid).unwrap();
         let err = t
             .instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))
+            .save(&im, &InstanceMappingUpdate::new().queued_for_delete(true))
             .unwrap_err();
         assert!(matches!(err, Error::InstanceMappingNotFound { .. }), "{err:?}");
         assert!(!im.queued_for_delete, "the object changed although nothing was saved");
@@ -115,10 +115,10 @@ backend_tests! {
             let (db, cell) = (t.db.clone(), cell.clone());
             let results = race(2, move |i| {
                 if i == 0 {
-                    let mut m = im.clone();
+                    let m = im.clone();
                     db.instance_mappings()
-                        .save(&mut m, &InstanceMappingUpdate::new().cell(Some(&cell)))
-                        .map(|()| "saved")
+                        .save(&m, &InstanceMappingUpdate::new().cell(Some(&cell)))
+                        .map(|_| "saved")
                 } else {
                     db.instance_mappings().destroy(&im.instance_uuid).map(|()| "destroyed")
                 }
@@ -147,16 +147,16 @@ backend_tests! {
             if i % 2 == 0 {
                 for (k, m) in mine.iter().enumerate() {
                     let mut m = m.clone();
-                    db.instance_mappings()
-                        .save(&mut m, &InstanceMappingUpdate::new().cell(Some(&cells2[(i + k) % 3])))?;
+                    m = db.instance_mappings()
+                        .save(&m, &InstanceMappingUpdate::new().cell(Some(&cells2[(i + k) % 3])))?;
                 }
                 Ok(())
             } else {
-                db.transaction(|tx| {
+                db.transaction::<_, cell_mappings::Error, _>(|tx| {
                     for (k, m) in mine.iter().enumerate().rev() {
-                        let mut m = m.clone();
+                        let m = m.clone();
                         tx.instance_mappings().save(
-                            &mut m,
+                            &m,
                             &InstanceMappingUpdate::new().cell(Some(&cells2[(i + k) % 3])).queued_for_delete(true),
                         )?;
                     }
@@ -246,15 +246,15 @@ fn opposite_order_transactions(
         let (first, second) = if i == 0 { (&a, &b) } else { (&b, &a) };
         let update = InstanceMappingUpdate::new().project_id(format!("t{i}"));
         let mut lined_up = false;
-        db.transaction(|tx| {
+        db.transaction::<_, cell_mappings::Error, _>(|tx| {
             attempts2.fetch_add(1, Ordering::Relaxed);
-            tx.instance_mappings().save(&mut first.clone(), &update)?;
+            tx.instance_mappings().save(&first.clone(), &update)?;
             if !lined_up {
                 // Only the first attempt waits: a retry runs alone.
                 lined_up = true;
                 barrier.wait();
             }
-            tx.instance_mappings().save(&mut second.clone(), &update)?;
+            tx.instance_mappings().save(&second.clone(), &update)?;
             Ok(())
         })
     });
@@ -285,9 +285,9 @@ fn sqlite_busy_is_retried(t: &TestDb) {
     let watcher = impatient.clone();
     let a2 = a.clone();
     let holder = thread::spawn(move || {
-        holder_db.transaction(|tx| {
+        holder_db.transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.instance_mappings().save(
-                &mut a2.clone(),
+                &a2.clone(),
                 &InstanceMappingUpdate::new().project_id("holder"),
             )?;
             let _ = locked_tx.send(());
@@ -302,13 +302,10 @@ fn sqlite_busy_is_retried(t: &TestDb) {
         })
     });
     locked_rx.recv().unwrap();
-    let mut b2 = b.clone();
+    let b2 = b.clone();
     impatient
         .instance_mappings()
-        .save(
-            &mut b2,
-            &InstanceMappingUpdate::new().project_id("impatient"),
-        )
+        .save(&b2, &InstanceMappingUpdate::new().project_id("impatient"))
         .expect("the busy write is retried until it succeeds");
     holder.join().unwrap().unwrap();
     assert!(impatient.stats().retries >= 1);
@@ -329,15 +326,15 @@ fn sqlite_busy_is_retried(t: &TestDb) {
     });
     no_retry.cells().get_all().unwrap();
     let err = t
-        .transaction(|tx| {
+        .transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.instance_mappings().save(
-                &mut a.clone(),
+                &a.clone(),
                 &InstanceMappingUpdate::new().project_id("again"),
             )?;
             Ok(no_retry
                 .instance_mappings()
                 .save(
-                    &mut b.clone(),
+                    &b.clone(),
                     &InstanceMappingUpdate::new().project_id("refused"),
                 )
                 .unwrap_err())
@@ -413,7 +410,7 @@ backend_tests! {
         let uuids: Vec<_> = keep.iter().map(|m| m.instance_uuid.clone()).collect();
         let before = support::snapshot(t);
         let err = t
-            .transaction(|tx| {
+            .transaction::<_, cell_mappings::Error, _>(|tx| {
                 assert_eq!(tx.instance_mappings().destroy_bulk(&uuids)?, 5);
                 tx.instance_mappings().create(NewInstanceMapping::new(uuid(), "p", "u"))?;
                 tx.cells().create(new_cell())?;

@@ -115,7 +115,7 @@ fn a_pool_with_no_free_connection_times_out() {
         // The open transaction holds the only connection; a call on the pool
         // waits for it, up to the timeout.
         let err = t
-            .transaction(|tx| {
+            .transaction::<_, cell_mappings::Error, _>(|tx| {
                 tx.cells().get_by_uuid(&cell.uuid)?;
                 Ok(t.cells().get_all().unwrap_err())
             })
@@ -166,7 +166,7 @@ fn killed_connections_are_survived(backend: cell_mappings::BackendKind) {
     // its outcome is unknown) and nothing panics.
     let before = t.stats().retries;
     let err = t
-        .transaction(|tx| {
+        .transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.cells().get_all()?;
             support::kill_server_connections(&t);
             tx.instance_mappings().create(new_instance("p", "u"))?;

@@ -143,8 +143,9 @@ fn survives_a_restart(backend: BackendKind) {
             .unwrap(),
         im
     );
-    t.instance_mappings()
-        .save(&mut im, &InstanceMappingUpdate::new().cell(Some(&cell)))
+    im = t
+        .instance_mappings()
+        .save(&im, &InstanceMappingUpdate::new().cell(Some(&cell)))
         .unwrap();
     let got = t
         .instance_mappings()

@@ -150,7 +150,7 @@ backend_tests! {
         assert_eq!(stored(t, &cell.uuid, "database_connection").as_deref(), Some(DB_TEMPLATE));
 
         // Saving another field does not write the expanded values back.
-        db.cells().save(&mut cell, &CellMappingUpdate::new().disabled(true).name(Some("renamed"))).unwrap();
+        cell = db.cells().save(&cell, &CellMappingUpdate::new().disabled(true).name(Some("renamed"))).unwrap();
         assert_eq!(cell.transport_url, MQ_EXPANDED, "the object stays expanded");
         assert_eq!(stored(t, &cell.uuid, "transport_url").as_deref(), Some(MQ_TEMPLATE));
         assert_eq!(stored(t, &cell.uuid, "database_connection").as_deref(), Some(DB_TEMPLATE));
@@ -160,7 +160,7 @@ backend_tests! {
 
         // Saving a new template stores it raw and shows it expanded.
         let new_mq = "rabbit://{username}:{password}@{hostname}:{port}/cell1";
-        db.cells().save(&mut cell, &CellMappingUpdate::new().transport_url(new_mq)).unwrap();
+        cell = db.cells().save(&cell, &CellMappingUpdate::new().transport_url(new_mq)).unwrap();
         assert_eq!(cell.transport_url, "rabbit://nova:s3cret@mq.example.org:5672/cell1");
         assert_eq!(stored(t, &cell.uuid, "transport_url").as_deref(), Some(new_mq));
         assert_eq!(db.cells().get_by_uuid(&cell.uuid).unwrap(), cell);

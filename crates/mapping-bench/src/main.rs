@@ -495,9 +495,7 @@ fn run_cases(
                 plan.at_most(pool),
                 || {
                     let mut m = created_obj.borrow_mut().pop().expect("a created mapping");
-                    db.instance_mappings()
-                        .save(&mut m, &update)
-                        .expect("schedule");
+                    m = db.instance_mappings().save(&m, &update).expect("schedule");
                 },
                 || {
                     let u = created_raw.borrow_mut().pop().expect("a created uuid");

@@ -377,23 +377,81 @@ impl Database {
     /// Runs `f` in one database transaction: everything it does through the
     /// [`Tx`] is committed together, or rolled back when it returns an error.
     ///
+    /// `f` may fail with its own error type `E` (anything an [`Error`]
+    /// converts into, as in diesel): that error rolls the transaction back
+    /// and is returned as it is. A failed statement inside (a duplicate, a
+    /// missing cell) is undone alone (a savepoint), so `f` may handle the
+    /// error and carry on, on every backend.
+    ///
     /// On a transient failure (deadlock, serialization failure, SQLite busy)
     /// the whole transaction is rolled back and `f` is run again, as the
     /// retry policy allows; `f` must therefore not have effects outside the
-    /// database that cannot be repeated.
-    pub fn transaction<T>(&self, mut f: impl FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+    /// database that cannot be repeated. A transient failure seen by an
+    /// operation inside `f` counts even when `f` turned it into its own error.
+    ///
+    /// As with diesel, the error type usually needs naming:
+    /// `db.transaction::<_, Error, _>(|tx| ...)` or a typed `let`.
+    ///
+    /// ```
+    /// # use mapping_diesel::{Database, Error};
+    /// # use mapping_model::NewInstanceMapping;
+    /// #[derive(Debug)]
+    /// enum AppError { Db(Error), Quota }
+    /// impl From<Error> for AppError { fn from(e: Error) -> Self { AppError::Db(e) } }
+    ///
+    /// let db = Database::open("sqlite://")?;
+    /// db.migrate()?;
+    /// let uuid = "0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10";
+    /// let r: Result<(), AppError> = db.transaction(|tx| {
+    ///     tx.instance_mappings().create(NewInstanceMapping::new(uuid, "p", "u"))?;
+    ///     Err(AppError::Quota) // rolls back
+    /// });
+    /// assert!(matches!(r, Err(AppError::Quota)));
+    /// assert!(db.instance_mappings().get_by_instance_uuid(uuid).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn transaction<T, E, F>(&self, mut f: F) -> Result<T, E>
+    where
+        E: From<Error>,
+        F: FnMut(&mut Tx<'_>) -> Result<T, E>,
+    {
         let mut exec = self;
-        exec.run(Op::write("transaction"), &mut |tx| {
+        let mut caller_error: Option<E> = None;
+        let outcome = exec.run(Op::write("transaction"), &mut |tx| {
+            caller_error = None;
             let (shared, writes) = (tx.shared, tx.writes);
+            let transient = std::cell::Cell::new(false);
             tx.conn.transaction::<T, Error, _>(|conn| {
                 let mut inner = Tx {
                     conn,
                     shared,
                     writes,
+                    transient: &transient,
                 };
-                f(&mut inner)
+                f(&mut inner).map_err(|e| {
+                    caller_error = Some(e);
+                    if transient.get() {
+                        // Retried by `run`, as the failure inside was.
+                        Error::Database {
+                            operation: "transaction",
+                            source: diesel::result::Error::DatabaseError(
+                                diesel::result::DatabaseErrorKind::SerializationFailure,
+                                Box::new(
+                                    "a statement of the transaction was rolled back by the server"
+                                        .to_owned(),
+                                ),
+                            ),
+                        }
+                    } else {
+                        Error::InvalidInput {
+                            field: "transaction",
+                            reason: "rolled back by the caller".into(),
+                        }
+                    }
+                })
             })
-        })
+        });
+        outcome.map_err(|e| caller_error.take().unwrap_or_else(|| E::from(e)))
     }
 
     /// Runs `f` with a pooled connection and the retry policy: the door for
@@ -435,6 +493,9 @@ pub struct Tx<'a> {
     pub(crate) shared: &'a Shared,
     /// What this transaction wrote, for the cache to forget when it ends.
     pub(crate) writes: &'a WriteLog,
+    /// Set when an operation inside failed transiently (the server rolled
+    /// back), so the whole transaction is retried whatever `f` returns.
+    pub(crate) transient: &'a std::cell::Cell<bool>,
 }
 
 impl<'a> Tx<'a> {
@@ -465,14 +526,37 @@ impl<'a> Tx<'a> {
 
     /// Runs `f` atomically: a transaction, or a savepoint inside one.
     pub(crate) fn atomic<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let (shared, writes) = (self.shared, self.writes);
+        let (shared, writes, transient) = (self.shared, self.writes, self.transient);
         self.conn.transaction::<T, Error, _>(|conn| {
             f(&mut Tx {
                 conn,
                 shared,
                 writes,
+                transient,
             })
         })
+    }
+
+    /// Whether a transaction is open on the connection.
+    fn in_transaction(&mut self) -> bool {
+        use diesel::connection::TransactionManager;
+        <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(self.conn)
+            .transaction_depth()
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    /// Runs `f`, which may fail on a constraint, so that its failure leaves
+    /// an open transaction usable: inside a transaction it runs in a
+    /// savepoint (PostgreSQL refuses every further statement of a
+    /// transaction after a failed one); outside, as it is.
+    pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        if self.in_transaction() {
+            self.atomic(f)
+        } else {
+            f(self)
+        }
     }
 }
 
@@ -531,10 +615,12 @@ impl Executor for &Database {
             // `connection_timeout` and reconnected as it could.
             let mut conn = self.checkout_for(op)?;
             let writes = WriteLog::default();
+            let transient = std::cell::Cell::new(false);
             let result = f(&mut Tx {
                 conn: &mut conn,
                 shared: &self.shared,
                 writes: &writes,
+                transient: &transient,
             });
             if matches!(&result, Err(e) if transience(e) == Transience::ConnectionLost) {
                 conn.mark_dead();
@@ -584,7 +670,11 @@ impl Executor for &Database {
 
 impl Executor for &mut Tx<'_> {
     fn run<T>(&mut self, _op: Op, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        f(self)
+        let result = f(self);
+        if matches!(&result, Err(e) if transience(e) == Transience::RolledBack) {
+            self.transient.set(true);
+        }
+        result
     }
 
     fn options(&self) -> &Options {

@@ -51,3 +51,9 @@ pub fn compiled_backends() -> &'static [BackendKind] {
         BackendKind::Mysql,
     ]
 }
+
+/// Internals the workspace's tests and benchmark use; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::models::UUID_CHUNK;
+}

@@ -27,6 +27,22 @@ pub trait ToUuid: sealed::Sealed {
     /// The UUID, or [`Error::InvalidInput`](crate::Error::InvalidInput)
     /// naming `field` when the text is not a UUID.
     fn to_uuid(&self, field: &'static str) -> Result<Uuid>;
+
+    /// The text itself when it is already in the canonical stored form
+    /// (a fast path that skips parsing).
+    #[doc(hidden)]
+    fn canonical_str(&self) -> Option<&str> {
+        None
+    }
+
+    /// The canonical stored form (lower-case, hyphenated).
+    #[doc(hidden)]
+    fn to_canonical(&self, field: &'static str) -> Result<String> {
+        match self.canonical_str() {
+            Some(s) => Ok(s.to_owned()),
+            None => self.to_uuid(field).map(|u| canonical(&u)),
+        }
+    }
 }
 
 impl ToUuid for Uuid {
@@ -45,11 +61,21 @@ impl ToUuid for str {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
         validate::parse_uuid(field, self)
     }
+
+    fn canonical_str(&self) -> Option<&str> {
+        let s: &str = self;
+        validate::is_canonical_uuid(s).then_some(s)
+    }
 }
 
 impl ToUuid for &str {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
         validate::parse_uuid(field, self)
+    }
+
+    fn canonical_str(&self) -> Option<&str> {
+        let s: &str = self;
+        validate::is_canonical_uuid(s).then_some(s)
     }
 }
 
@@ -57,11 +83,21 @@ impl ToUuid for String {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
         validate::parse_uuid(field, self)
     }
+
+    fn canonical_str(&self) -> Option<&str> {
+        let s: &str = self;
+        validate::is_canonical_uuid(s).then_some(s)
+    }
 }
 
 impl ToUuid for &String {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
         validate::parse_uuid(field, self)
+    }
+
+    fn canonical_str(&self) -> Option<&str> {
+        let s: &str = self;
+        validate::is_canonical_uuid(s).then_some(s)
     }
 }
 

@@ -7,7 +7,8 @@ use diesel::prelude::*;
 use mapping_model::schema::instance_mappings;
 use mapping_model::{Error, Result, ToUuid, Uuid, INSTANCE_MIGRATION_MARKER};
 
-use super::instance_mapping::{InstanceInsert, InstanceMappings};
+use super::instance_mapping::InstanceMappings;
+use super::InstanceInsert;
 use crate::db::{Executor, Op, Tx};
 use crate::errors::db_err;
 use crate::timestamp::NovaTimestamp;
