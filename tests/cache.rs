@@ -10,10 +10,7 @@ use mapping_testkit::{backend_tests, TestDb};
 
 /// A second handle on the test database with the cache on.
 fn cached(t: &TestDb, capacity: usize, ttl: Duration) -> Database {
-    t.reopen(Options {
-        cache: Some(CacheOptions { capacity, ttl }),
-        ..Options::default()
-    })
+    t.reopen(Options::default().cache(Some(CacheOptions { capacity, ttl })))
 }
 
 fn stats(db: &Database) -> CacheStats {

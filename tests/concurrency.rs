@@ -213,10 +213,7 @@ fn real_deadlock_is_retried(t: &TestDb) {
 
     // With retries switched off the same collision surfaces as a typed,
     // transient error in one of the two callers.
-    let never = t.reopen(Options {
-        retry: RetryPolicy::never(),
-        ..Options::default()
-    });
+    let never = t.reopen(Options::default().retry(RetryPolicy::never()));
     let results = opposite_order_transactions(&never, &a, &b);
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert_eq!(failed.len(), 1, "{results:?}");
@@ -268,15 +265,15 @@ fn opposite_order_transactions(
 fn sqlite_busy_is_retried(t: &TestDb) {
     let a = t.instance(None, "p", "u");
     let b = t.instance(None, "p", "u");
-    let impatient = t.reopen(Options {
-        sqlite_busy_timeout: Duration::ZERO,
-        retry: RetryPolicy {
-            max_attempts: 10_000,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        },
-        ..Options::default()
-    });
+    let impatient = t.reopen(
+        Options::default()
+            .sqlite_busy_timeout(Duration::ZERO)
+            .retry(RetryPolicy {
+                max_attempts: 10_000,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+            }),
+    );
     // Open the impatient handle's connection before the lock is taken.
     impatient.cells().get_all().unwrap();
 
@@ -319,11 +316,11 @@ fn sqlite_busy_is_retried(t: &TestDb) {
     assert_eq!(got(&b.instance_uuid), "impatient");
 
     // With retries off, the same refusal is a typed transient error.
-    let no_retry = t.reopen(Options {
-        sqlite_busy_timeout: Duration::ZERO,
-        retry: RetryPolicy::never(),
-        ..Options::default()
-    });
+    let no_retry = t.reopen(
+        Options::default()
+            .sqlite_busy_timeout(Duration::ZERO)
+            .retry(RetryPolicy::never()),
+    );
     no_retry.cells().get_all().unwrap();
     let err = t
         .transaction::<_, cell_mappings::Error, _>(|tx| {

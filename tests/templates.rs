@@ -20,11 +20,10 @@ const DB_EXPANDED: &str = "mysql+pymysql://root:dbpw@db.example.org:3306/nova_ce
 
 /// A second handle on the test database that expands templates.
 fn expanding(t: &TestDb, mq: Option<&str>, db: Option<&str>) -> Database {
-    t.reopen(Options {
-        default_transport_url: mq.map(str::to_owned),
-        default_database_connection: db.map(str::to_owned),
-        ..Default::default()
-    })
+    let mut options = Options::default();
+    options.default_transport_url = mq.map(str::to_owned);
+    options.default_database_connection = db.map(str::to_owned);
+    t.reopen(options)
 }
 
 /// What is stored in a column of the cell, read by raw SQL.
