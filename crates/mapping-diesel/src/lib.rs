@@ -38,6 +38,7 @@ pub use mapping_model::{Error, Result};
 pub use models::cell_mapping::CellMappings;
 pub use models::host_mapping::HostMappings;
 pub use models::instance_mapping::InstanceMappings;
+pub use models::paging::{Walk, MAX_PAGE_SIZE};
 pub use url::{BackendKind, ConnectionUrl};
 
 /// The backends compiled into this build (SQLite always; PostgreSQL and

@@ -54,7 +54,7 @@ impl InstanceRow {
 
 type Joined = (InstanceRow, Option<CellRow>);
 
-fn objects(rows: Vec<Joined>, options: &Options) -> Vec<InstanceMapping> {
+pub(super) fn objects(rows: Vec<Joined>, options: &Options) -> Vec<InstanceMapping> {
     rows.into_iter()
         .map(|(im, cell)| im.into_object(cell, options))
         .collect()

@@ -5,6 +5,7 @@ pub mod cell_mapping;
 pub mod host_mapping;
 pub mod instance_mapping;
 mod marker;
+pub mod paging;
 
 use diesel::backend::Backend;
 use diesel::prelude::*;
