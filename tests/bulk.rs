@@ -1,7 +1,7 @@
 //! Batch operations: `create_bulk` (all or nothing, chunked to each backend's
 //! bind-parameter limit) and every uuid-list operation at 100,000 uuids.
 
-use cell_mappings::models::bulk::rows_per_statement;
+use cell_mappings::__private::rows_per_statement;
 use cell_mappings::{Error, NewInstanceMapping};
 use mapping_testkit::{backend_tests, new_instance, uuid};
 

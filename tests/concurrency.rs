@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cell_mappings::errors::{transience, Transience};
+use cell_mappings::__private::{transience, Transience};
 use cell_mappings::{
     BackendKind, Database, Error, InstanceMapping, InstanceMappingUpdate, NewCellMapping,
     NewHostMapping, NewInstanceMapping, Options, RetryPolicy,

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use cell_mappings::errors::{transience, Transience};
+use cell_mappings::__private::{transience, Transience};
 use cell_mappings::{Database, Error, Options};
 use mapping_testkit::{compiled_backends, new_instance, TestDb};
 

@@ -2,8 +2,8 @@
 //! migrations create, reverting and re-applying them, adopting a database made
 //! by Nova, refusing a wrongly shaped one, and the stored form of timestamps.
 
-use cell_mappings::migrations::MIGRATIONS;
-use cell_mappings::schema_check::{
+use cell_mappings::__private::MIGRATIONS;
+use cell_mappings::__private::schema_check::{
     self, differences, expected, introspect, SchemaDescription, DIESEL_MIGRATIONS_TABLE,
     MAPPING_TABLES,
 };

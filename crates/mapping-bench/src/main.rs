@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use harness::{fmt_ns, pair, single, Plan, Stats};
-use mapping_diesel::models::bulk::rows_per_statement;
+use mapping_diesel::__private::rows_per_statement;
 use mapping_diesel::{BackendKind, CacheOptions, Database, Options};
 use mapping_model::{CellMapping, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping};
 use mapping_testkit::{new_cell, uuid, TestDb};

@@ -729,9 +729,16 @@ impl Op {
     }
 }
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for &super::Database {}
+    impl Sealed for &mut super::Tx<'_> {}
+}
+
 /// Where operations run: the pool (each call on its own connection, with
-/// retries) or an open transaction. Implemented for `&Database` and `&mut Tx`.
-pub trait Executor {
+/// retries) or an open transaction. Implemented for `&Database` and `&mut Tx`
+/// only (sealed).
+pub trait Executor: sealed::Sealed {
     /// Runs `f` with a transaction context.
     #[doc(hidden)]
     fn run<T>(&mut self, op: Op, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T>;

@@ -20,18 +20,22 @@
 //! # Ok::<(), mapping_model::Error>(())
 //! ```
 
-pub mod cache;
-pub mod connection;
-pub mod db;
-pub mod errors;
-pub mod migrations;
-pub mod models;
+mod cache;
+mod connection;
+mod db;
+mod errors;
+mod migrations;
+mod models;
+// Internal, but reachable for the fuzz targets and the schema tests (see
+// `__fuzz` and `__private`); not part of the API.
+#[doc(hidden)]
 pub mod schema_check;
+#[doc(hidden)]
 pub mod timestamp;
+#[doc(hidden)]
 pub mod url;
 
 pub use cache::{CacheOptions, CacheStats};
-pub use connection::DbConnection;
 pub use db::{Database, Executor, Options, RetryPolicy, Stats, Tx};
 pub use mapping_model as model;
 pub use mapping_model::{Error, Result};
@@ -39,7 +43,12 @@ pub use models::cell_mapping::CellMappings;
 pub use models::host_mapping::HostMappings;
 pub use models::instance_mapping::InstanceMappings;
 pub use models::paging::{Walk, MAX_PAGE_SIZE};
-pub use url::{BackendKind, ConnectionUrl};
+pub use url::{BackendKind, ConnectionUrl, UrlError};
+
+/// The connection type of [`Database::with_connection`], the escape hatch
+/// of the workspace's tests and benchmark; not part of the API.
+#[doc(hidden)]
+pub use connection::DbConnection;
 
 /// The backends compiled into this build (SQLite always; PostgreSQL and
 /// MySQL/MariaDB with their cargo features).
@@ -53,8 +62,23 @@ pub fn compiled_backends() -> &'static [BackendKind] {
     ]
 }
 
-/// Internals the workspace's tests and benchmark use; not part of the API.
+/// Internals the workspace's tests, benchmark and testkit use; not part of
+/// the API and free to change.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::db::Op;
+    pub use crate::errors::{diesel_transience, transience, Transience};
+    pub use crate::migrations::MIGRATIONS;
+    pub use crate::models::bulk::{max_bind_params, rows_per_statement};
     pub use crate::models::UUID_CHUNK;
+    pub use crate::schema_check;
+    pub use crate::timestamp;
+}
+
+/// The parsers' entry points for the fuzz targets; not part of the API.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::schema_check;
+    pub use crate::timestamp;
+    pub use crate::url;
 }

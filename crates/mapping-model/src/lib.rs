@@ -6,13 +6,16 @@
 //! validation shared by every backend, URL-template expansion, and the error
 //! type. `mapping-diesel` builds the database access on top.
 
-pub mod cell_mapping;
-pub mod error;
-pub mod host_mapping;
-pub mod ident;
-pub mod instance_mapping;
+mod cell_mapping;
+mod error;
+mod host_mapping;
+mod ident;
+mod instance_mapping;
 pub mod schema;
+// Shared with `mapping-diesel` and the fuzz targets; not part of the API.
+#[doc(hidden)]
 pub mod url_template;
+#[doc(hidden)]
 pub mod validate;
 
 pub use cell_mapping::{CellMapping, CellMappingUpdate, NewCellMapping, CELL0_UUID};
