@@ -2,11 +2,11 @@
 //! migrations create, reverting and re-applying them, adopting a database made
 //! by Nova, refusing a wrongly shaped one, and the stored form of timestamps.
 
-use cell_mappings::__private::MIGRATIONS;
 use cell_mappings::__private::schema_check::{
     self, differences, expected, introspect, SchemaDescription, DIESEL_MIGRATIONS_TABLE,
     MAPPING_TABLES,
 };
+use cell_mappings::__private::MIGRATIONS;
 use cell_mappings::{
     BackendKind, CellMappingUpdate, Database, Error, InstanceMappingUpdate, CELL0_UUID,
 };

@@ -26,6 +26,7 @@ mod db;
 mod errors;
 mod migrations;
 mod models;
+mod options;
 // Internal, but reachable for the fuzz targets and the schema tests (see
 // `__fuzz` and `__private`); not part of the API.
 #[doc(hidden)]

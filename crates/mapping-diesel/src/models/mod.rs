@@ -2,6 +2,7 @@
 
 pub mod bulk;
 pub mod cell_mapping;
+mod counts;
 pub mod host_mapping;
 pub mod instance_mapping;
 mod marker;
