@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
-use crate::url::{BackendKind, ConnectionUrl};
+use crate::url::{percent_decode_lossy, BackendKind, ConnectionUrl};
 
 macro_rules! define_connection {
     ($($(#[$doc:meta])* $variant:ident($ty:ty)),+ $(,)?) => {
@@ -240,34 +240,12 @@ pub(crate) fn scrub_password(url: &str, message: String) -> String {
         return message;
     };
     let mut out = message;
-    for candidate in [password.to_owned(), percent_decode(password)] {
+    for candidate in [password.to_owned(), percent_decode_lossy(password)] {
         if !candidate.is_empty() {
             out = out.replace(&candidate, "***");
         }
     }
     out
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            if let Some(v) = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

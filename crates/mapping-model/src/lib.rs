@@ -14,6 +14,8 @@ mod instance_mapping;
 pub mod schema;
 // Shared with `mapping-diesel` and the fuzz targets; not part of the API.
 #[doc(hidden)]
+pub mod url_scheme;
+#[doc(hidden)]
 pub mod url_template;
 #[doc(hidden)]
 pub mod validate;

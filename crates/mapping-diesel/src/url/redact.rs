@@ -1,0 +1,92 @@
+//! Rendering and redaction: the URL diesel gets, the form safe for logs, and
+//! a conservatively masked copy of input that could not be parsed.
+
+use super::text::{form_decode, split_scheme};
+use super::{BackendKind, ServerParts, UrlError};
+
+/// A `Malformed` error carrying a conservatively redacted copy of `url`.
+pub(super) fn malformed(url: &str, reason: &str) -> UrlError {
+    UrlError::Malformed {
+        url: redact_unparsed(url),
+        reason: reason.to_owned(),
+    }
+}
+
+/// True for query keys whose values may be secrets.
+fn is_sensitive_key(key: &str) -> bool {
+    let key = form_decode(key).to_ascii_lowercase();
+    ["pass", "key", "secret", "token"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// Masks the values of sensitive keys in a raw query string.
+pub(super) fn mask_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|piece| match piece.split_once('=') {
+            Some((key, _)) if is_sensitive_key(key) => format!("{key}=***"),
+            _ => piece.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Writes a PG/MySQL URL, masking secrets when `redact` is set.
+pub(super) fn render_server(backend: BackendKind, parts: &ServerParts, redact: bool) -> String {
+    let scheme = match backend {
+        BackendKind::Mysql => "mysql",
+        _ => "postgres",
+    };
+    let mut out = format!("{scheme}://");
+    if let Some(user) = &parts.user {
+        out.push_str(user);
+        if let Some(password) = &parts.password {
+            out.push(':');
+            if redact && !password.is_empty() {
+                out.push_str("***");
+            } else {
+                out.push_str(password);
+            }
+        }
+        out.push('@');
+    }
+    out.push_str(&parts.host);
+    out.push_str(&parts.path);
+    if !parts.query.is_empty() {
+        let query = parts.query.join("&");
+        out.push('?');
+        if redact {
+            out.push_str(&mask_query(&query));
+        } else {
+            out.push_str(&query);
+        }
+    }
+    out
+}
+
+/// Masks, in text that could not be parsed, everything from the first `:`
+/// after the scheme to the last `@`, and the values of sensitive query keys
+/// after that.
+fn redact_unparsed(url: &str) -> String {
+    let (prefix, body) = match split_scheme(url) {
+        Some((scheme, rest)) => match rest.strip_prefix("//") {
+            Some(body) => (format!("{scheme}://"), body),
+            None => (format!("{scheme}:"), rest),
+        },
+        None => (String::new(), url),
+    };
+    let (masked, after) = match (body.find(':'), body.rfind('@')) {
+        (Some(colon), Some(at)) if colon < at => {
+            let user = body.get(..colon).unwrap_or("");
+            let after = body.get(at..).unwrap_or("");
+            (format!("{user}:***"), after)
+        }
+        _ => (String::new(), body),
+    };
+    let after = match after.split_once('?') {
+        Some((before, query)) => format!("{before}?{}", mask_query(query)),
+        None => after.to_owned(),
+    };
+    format!("{prefix}{masked}{after}")
+}
