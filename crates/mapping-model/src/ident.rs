@@ -9,11 +9,9 @@ use crate::validate;
 mod sealed {
     pub trait Sealed {}
     impl Sealed for uuid::Uuid {}
-    impl Sealed for &uuid::Uuid {}
     impl Sealed for str {}
-    impl Sealed for &str {}
     impl Sealed for String {}
-    impl Sealed for &String {}
+    impl<T: Sealed + ?Sized> Sealed for &T {}
 }
 
 /// A value naming a UUID: a [`Uuid`], or text in any form
@@ -22,7 +20,7 @@ mod sealed {
 /// `get_by_uuid(cell.uuid)`, `get_by_uuid(&u)` and
 /// `get_by_uuid("6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e")` all work.
 ///
-/// Sealed: implemented for `Uuid`, `&Uuid`, `&str`, `String` and `&String`.
+/// Sealed: implemented for `Uuid`, `str` and `String`, and references to them.
 pub trait ToUuid: sealed::Sealed {
     /// The UUID, or [`Error::InvalidInput`](crate::Error::InvalidInput)
     /// naming `field` when the text is not a UUID.
@@ -51,11 +49,6 @@ impl ToUuid for Uuid {
     }
 }
 
-impl ToUuid for &Uuid {
-    fn to_uuid(&self, _field: &'static str) -> Result<Uuid> {
-        Ok(**self)
-    }
-}
 
 impl ToUuid for str {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
@@ -68,16 +61,6 @@ impl ToUuid for str {
     }
 }
 
-impl ToUuid for &str {
-    fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
-        validate::parse_uuid(field, self)
-    }
-
-    fn canonical_str(&self) -> Option<&str> {
-        let s: &str = self;
-        validate::is_canonical_uuid(s).then_some(s)
-    }
-}
 
 impl ToUuid for String {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
@@ -90,14 +73,14 @@ impl ToUuid for String {
     }
 }
 
-impl ToUuid for &String {
+
+impl<T: ToUuid + ?Sized> ToUuid for &T {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
-        validate::parse_uuid(field, self)
+        (**self).to_uuid(field)
     }
 
     fn canonical_str(&self) -> Option<&str> {
-        let s: &str = self;
-        validate::is_canonical_uuid(s).then_some(s)
+        (**self).canonical_str()
     }
 }
 
