@@ -38,7 +38,7 @@ backend_tests! {
         // Any spelling of the uuid finds the same entry.
         let again = db
             .instance_mappings()
-            .get_by_instance_uuid(&im.instance_uuid.to_uppercase())
+            .get_by_instance_uuid(im.instance_uuid.to_uppercase())
             .unwrap();
         assert_eq!(again, first);
         assert_eq!(again, im);

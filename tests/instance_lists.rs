@@ -266,7 +266,7 @@ backend_tests! {
         assert!(list(&a, Some("nobody"), None).is_empty());
         assert!(t
             .instance_mappings()
-            .get_not_deleted_by_cell_and_project(&uuid(), Some("p"), None)
+            .get_not_deleted_by_cell_and_project(uuid(), Some("p"), None)
             .unwrap()
             .is_empty());
 

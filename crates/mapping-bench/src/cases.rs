@@ -185,9 +185,7 @@ pub(crate) fn run_cases(
                 plan.at_most(pool),
                 || {
                     let m = created_obj.borrow_mut().pop().expect("a created mapping");
-                    db.instance_mappings()
-                        .save(&m, &update)
-                        .expect("schedule");
+                    db.instance_mappings().save(&m, &update).expect("schedule");
                 },
                 || {
                     let u = created_raw.borrow_mut().pop().expect("a created uuid");

@@ -49,7 +49,6 @@ impl ToUuid for Uuid {
     }
 }
 
-
 impl ToUuid for str {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
         validate::parse_uuid(field, self)
@@ -61,7 +60,6 @@ impl ToUuid for str {
     }
 }
 
-
 impl ToUuid for String {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
         validate::parse_uuid(field, self)
@@ -72,7 +70,6 @@ impl ToUuid for String {
         validate::is_canonical_uuid(s).then_some(s)
     }
 }
-
 
 impl<T: ToUuid + ?Sized> ToUuid for &T {
     fn to_uuid(&self, field: &'static str) -> Result<Uuid> {
