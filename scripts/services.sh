@@ -61,4 +61,9 @@ psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atc "select 1 from pg_
   || die "cannot create database test on PostgreSQL"
 mysql --protocol=tcp -h "$MY_HOST" -P "$MY_PORT" -uroot -e 'create database if not exists test' \
   || die "cannot log in to MariaDB as root on $MY_HOST:$MY_PORT (set MAPPING_TEST_MYSQL_URL)"
+# The non-English locale of the locale tests (tests/locale.rs).
+"$(dirname "$0")/locales.sh"
 log "PostgreSQL and MariaDB are up"
+
+# memcached instances for the cache tier's tests (127.0.0.1:11311 and :11312).
+bash "$(dirname "$0")/memcached.sh" start || die "memcached did not start"

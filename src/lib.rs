@@ -14,6 +14,10 @@ pub use mapping_model::{
     ToUuid, Uuid, CELL0_UUID, INSTANCE_MIGRATION_MARKER,
 };
 
+/// Routing to cell databases: per-cell pools, `route`, `target_cell` and
+/// scatter-gather (the `mapping-router` crate).
+pub use mapping_router as router;
+
 /// The README's code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
@@ -23,3 +27,8 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/tables.md")]
 pub struct TablesDoc;
+
+/// The examples of `docs/router.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/router.md")]
+pub struct RouterDoc;

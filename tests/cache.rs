@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use cell_mappings::{
-    CacheOptions, CacheStats, CellMappingUpdate, Database, Error, InstanceMappingUpdate, Options,
+    CacheOptions, CellMappingUpdate, Database, Error, FirstTierStats, InstanceMappingUpdate,
+    Options,
 };
 use mapping_testkit::{backend_tests, TestDb};
 
@@ -13,8 +14,10 @@ fn cached(t: &TestDb, capacity: usize, ttl: Duration) -> Database {
     t.reopen(Options::default().cache(Some(CacheOptions { capacity, ttl })))
 }
 
-fn stats(db: &Database) -> CacheStats {
-    db.cache_stats().expect("cache is on")
+fn stats(db: &Database) -> FirstTierStats {
+    let s = db.cache_stats().expect("cache is on");
+    assert!(s.memcached.is_none(), "memcached tier is off by default");
+    s.first_tier.expect("first tier is on")
 }
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -189,7 +192,7 @@ backend_tests! {
             Err::<(), _>(Error::InvalidInput { field: "test", reason: "roll back".into() })
         })
         .unwrap_err();
-        assert_eq!(stats(&db), CacheStats::default());
+        assert_eq!(stats(&db), FirstTierStats::default());
         assert!(db
             .instance_mappings()
             .get_by_instance_uuid(&uncommitted.instance_uuid)

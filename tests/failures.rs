@@ -198,11 +198,29 @@ fn killed_connections_are_survived(backend: cell_mappings::BackendKind) {
         .create(new_instance("p", "u"))
         .unwrap();
 
-    // 2. The connection of an open transaction is killed: the transaction
-    // fails with a typed "connection lost" error (a write: not retried, as
-    // its outcome is unknown) and nothing panics.
+    // 2. The connection of an open transaction is killed before its commit:
+    // the server rolled it back, so the transaction is run again on a fresh
+    // connection and succeeds once; nothing is written twice.
     let before = t.stats().retries;
-    let err = t
+    let killed = std::cell::Cell::new(false);
+    t.transaction::<_, cell_mappings::Error, _>(|tx| {
+        tx.cells().get_all()?;
+        if !killed.replace(true) {
+            support::kill_server_connections(&t);
+        }
+        tx.instance_mappings().create(new_instance("p", "u"))?;
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        t.stats().retries > before,
+        "{backend:?}: the rolled-back transaction was not retried"
+    );
+
+    // 2b. With retries off, the same failure is a typed "connection lost"
+    // error (not OutcomeUnknown: the commit was never sent), no panic.
+    let no_retry = t.reopen(Options::default().retry(cell_mappings::RetryPolicy::never()));
+    let err = no_retry
         .transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.cells().get_all()?;
             support::kill_server_connections(&t);
@@ -219,17 +237,12 @@ fn killed_connections_are_survived(backend: cell_mappings::BackendKind) {
         Transience::ConnectionLost,
         "{backend:?}: {err:?}"
     );
-    assert_eq!(
-        t.stats().retries,
-        before,
-        "a write whose outcome is unknown was retried"
-    );
 
     // 3. Subsequent calls succeed on fresh connections.
     assert_eq!(t.cells().get_all().unwrap(), vec![cell.clone()]);
     assert_eq!(
         t.instance_mappings().get_by_project_id("p").unwrap().len(),
-        2
+        3
     );
     t.instance_mappings()
         .create(new_instance("p", "u"))

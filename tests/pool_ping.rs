@@ -1,6 +1,6 @@
 //! Pooled connections used a moment ago are handed out without a ping
-//! (`Options::ping_idle_after`); one that died meanwhile costs a read one
-//! retry, never an error.
+//! (`Options::ping_idle_after`); one that died meanwhile costs a read or a
+//! re-runnable write one retry, never an error.
 
 use std::time::Duration;
 
@@ -63,7 +63,9 @@ backend_tests! {
     }
 
     fn recently_used_connection_that_died_is_replaced_for_writes(t) {
-        // Writes are always pinged first: a lost connection costs no error.
+        // A create goes without a ping; its connection turns out dead, so it
+        // is run again on a fresh one (finding whether its row was written):
+        // a lost connection costs no error.
         let db = t.reopen(Options::default().ping_idle_after(Duration::from_secs(3600)));
         let cell = t.cell();
         db.instance_mappings().get_counts("p", None).unwrap();

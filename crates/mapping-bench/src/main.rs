@@ -12,7 +12,9 @@ mod cases;
 mod harness;
 mod raw;
 mod report;
+mod router_bench;
 mod setup;
+mod tiers;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -111,6 +113,12 @@ fn name(b: BackendKind) -> &'static str {
 }
 
 fn main() {
+    if router_bench::requested() {
+        return router_bench::main();
+    }
+    if tiers::run_if_asked() {
+        return;
+    }
     let args = parse_args();
     std::fs::create_dir_all(&args.out).expect("output directory");
     let mut report = Report::default();

@@ -10,14 +10,18 @@ use diesel_migrations::MigrationHarness;
 use mapping_model::{Error, Result};
 
 use crate::cache::{CacheStats, MappingCache, WriteLog};
-use crate::connection::{DbConnection, Manager, SqliteSettings};
-use crate::errors::{transience, Transience};
+use crate::connection::{DbConnection, Manager, ServerSettings, SqliteSettings};
+use crate::errors::{is_wsrep_not_ready, is_wsrep_not_ready_source, transience, Transience};
 use crate::migrations::NovaMigrations;
 pub use crate::options::{Options, RetryPolicy};
 use crate::url::{BackendKind, ConnectionUrl};
 
 pub(crate) struct Shared {
     pool: r2d2::Pool<Manager>,
+    /// A clone of the pool's manager (they share the last connection error).
+    manager: Manager,
+    /// Instance-mapping creates whose outcome is unknown, by instance uuid.
+    pub(crate) uncertain: crate::models::instance_mapping::UncertainCreates,
     url: ConnectionUrl,
     backend: BackendKind,
     pub(crate) options: Options,
@@ -63,7 +67,21 @@ impl Database {
     /// Opens the database named by `url` with `options`. One connection is
     /// made at once, so a database that is down is reported here.
     pub fn open_with(url: &str, options: Options) -> Result<Self> {
+        Self::open_inner(url, options, true)
+    }
+
+    /// Like [`Database::open_with`] but connects nothing yet: the first
+    /// checkout connects (waiting at most `connection_timeout`), so opening
+    /// never blocks on a server that is down or hangs. For the per-cell pools
+    /// of `mapping-router`; an in-memory SQLite database still connects at once.
+    #[doc(hidden)]
+    pub fn open_lazy_for_router(url: &str, options: Options) -> Result<Self> {
+        Self::open_inner(url, options, false)
+    }
+
+    fn open_inner(url: &str, options: Options, connect_now: bool) -> Result<Self> {
         options.validate()?;
+        let cache = MappingCache::from_options(&options)?;
         let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
         let backend = url.backend();
         let manager = Manager::new(
@@ -73,12 +91,20 @@ impl Database {
                 mmap_size: options.sqlite_mmap_size,
             },
             options.ping_idle_after,
-        );
-        let first = manager.open().map_err(|e| Error::Connection {
-            url: url.redacted(),
-            message: e.to_string(),
-        })?;
+        )
+        .with_server_settings(ServerSettings {
+            connect_timeout: options.connect_timeout,
+            wsrep_sync_wait: options.wsrep_sync_wait,
+        });
         let memory = url.is_sqlite_memory();
+        let first = if connect_now || memory {
+            Some(manager.open().map_err(|e| Error::Connection {
+                url: url.redacted(),
+                source: Arc::new(e),
+            })?)
+        } else {
+            None
+        };
         let mut builder = r2d2::Pool::builder()
             .max_size(if memory {
                 1
@@ -86,7 +112,11 @@ impl Database {
                 options.max_connections.max(1)
             })
             .min_idle(Some(0))
-            .connection_timeout(options.connection_timeout)
+            // Callers wait `options.connection_timeout` in `checkout`; the
+            // pool's own timeout only caps its back-off between attempts to
+            // reconnect at half of it, so that a server that comes back is
+            // found again within about half a second.
+            .connection_timeout(options.connection_timeout.min(RECONNECT_EVERY * 2))
             .error_handler(Box::new(LogErrors));
         if memory {
             builder = builder.idle_timeout(None).max_lifetime(None);
@@ -96,21 +126,27 @@ impl Database {
             // Each in-memory connection is its own database: keep one forever.
             builder
                 .min_idle(Some(1))
-                .build(manager)
-                .map_err(|e| Error::Connection {
+                .build(manager.clone())
+                .map_err(|_| Error::Connection {
                     url: url.redacted(),
-                    message: e.to_string(),
+                    source: manager.take_last_error().unwrap_or_else(|| {
+                        Arc::new(mapping_model::ConnectionFailure::MemoryDatabaseLost {
+                            reason: "its connection could not be opened",
+                        })
+                    }),
                 })?
         } else {
-            builder.build_unchecked(manager)
+            builder.build_unchecked(manager.clone())
         };
         tracing::debug!(url = %url.redacted(), ?backend, "opened database");
         Ok(Self {
             shared: Arc::new(Shared {
                 pool,
+                manager,
+                uncertain: Default::default(),
                 url,
                 backend,
-                cache: options.cache.map(MappingCache::new),
+                cache,
                 options,
                 retries: AtomicU64::new(0),
             }),
@@ -139,14 +175,15 @@ impl Database {
         }
     }
 
-    /// Hits, misses and size of the mapping cache, or `None` when the cache
-    /// is off (see [`Options::cache`]).
+    /// Counters of each tier of the mapping cache, or `None` when both are
+    /// off (see [`Options::cache`] and [`Options::memcached`]).
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.shared.cache.as_ref().map(MappingCache::stats)
     }
 
-    /// Empties the mapping cache (a no-op when it is off), e.g. after
-    /// changing the database behind this handle's back.
+    /// Empties the first tier and invalidates every value of the memcached
+    /// tier, for every process (a no-op when both are off), e.g. after
+    /// changing the database behind the library's back.
     pub fn clear_cache(&self) {
         if let Some(c) = &self.shared.cache {
             c.clear();
@@ -155,39 +192,75 @@ impl Database {
 
     /// Takes a connection from the pool, which waits up to
     /// `connection_timeout` and reconnects as needed. Fails with
-    /// [`Error::Connection`] when the last attempt to connect failed (the
-    /// server is down), else with [`Error::PoolTimeout`] (every connection
-    /// stayed busy).
+    /// [`Error::Connection`] carrying the typed cause when the pool's last
+    /// attempt to open (or ping) a connection failed (the server is down),
+    /// else with [`Error::PoolTimeout`] (every connection stayed busy). An
+    /// in-memory SQLite database whose connection was lost fails at once.
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        let connection_error = |source| Error::Connection {
+            url: self.shared.url.redacted(),
+            source,
+        };
+        if let Some(lost) = self.shared.manager.memory_lost() {
+            return Err(connection_error(Arc::new(lost)));
+        }
         let start = Instant::now();
-        self.shared.pool.get().map_err(|e| {
+        self.wait_for_connection(start).map_err(|e| {
+            let e = match e {
+                PoolWait::ServerDown(source) => {
+                    tracing::warn!(error = %source, "database unreachable");
+                    return connection_error(source);
+                }
+                PoolWait::TimedOut(e) => e,
+            };
             tracing::warn!(error = %e, "no database connection available");
-            // r2d2 only exposes its last connection error through Display:
-            // "timed out waiting for connection[: <error>]". The error comes
-            // from `Manager`, which scrubs passwords.
-            let text = e.to_string();
-            match text.split_once(": ") {
-                Some((_, message)) if !message.is_empty() => Error::Connection {
-                    url: self.shared.url.redacted(),
-                    message: message.to_owned(),
-                },
-                _ => Error::PoolTimeout {
+            match self.shared.manager.take_last_error() {
+                Some(source) => connection_error(source),
+                None => Error::PoolTimeout {
                     waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
                 },
             }
         })
     }
 
-    /// Takes a connection for `op`. A write gets a connection known to be
-    /// alive: one not pinged at checkout (used within `ping_idle_after`) is
-    /// pinged now, and a dead one is dropped and another taken, since a
-    /// write that fails on a lost connection cannot safely be repeated.
+    /// Waits for a pooled connection up to `connection_timeout`, in short
+    /// slices; gives up with [`PoolWait::ServerDown`] as soon as an attempt
+    /// to connect made since `start` failed (and none succeeded after it), so
+    /// that every caller learns of a dead server within about the connect
+    /// timeout, with the same error.
+    fn wait_for_connection(
+        &self,
+        start: Instant,
+    ) -> std::result::Result<r2d2::PooledConnection<Manager>, PoolWait> {
+        let deadline = start + self.shared.options.connection_timeout;
+        loop {
+            let now = Instant::now();
+            let slice = deadline.saturating_duration_since(now).min(POOL_POLL);
+            match self.shared.pool.get_timeout(slice) {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    if let Some(source) = self.shared.manager.health().failed_since(start) {
+                        return Err(PoolWait::ServerDown(source));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(PoolWait::TimedOut(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes a connection for `op`. A write that is not [`Op::ping_free`]
+    /// gets a connection known to be alive: one not pinged at checkout (used
+    /// within `ping_idle_after`) is pinged now, and a dead one is dropped and
+    /// another taken, since such a write cannot be repeated safely after a
+    /// lost connection.
     fn checkout_for(&self, op: Op) -> Result<r2d2::PooledConnection<Manager>> {
         let window = self.shared.options.ping_idle_after;
         let mut tries = self.shared.options.max_connections.max(1) + 1;
         loop {
             let mut conn = self.checkout()?;
-            if op.read_only || !conn.returned_within(window) {
+            if op.ping_free || !conn.returned_within(window) {
                 return Ok(conn);
             }
             match conn.ping() {
@@ -199,7 +272,7 @@ impl Database {
                 Err(e) => {
                     return Err(Error::Connection {
                         url: self.shared.url.redacted(),
-                        message: e.to_string(),
+                        source: Arc::new(e),
                     })
                 }
             }
@@ -207,13 +280,26 @@ impl Database {
     }
 
     /// Applies every pending migration of the embedded set.
+    ///
+    /// The whole of it (adopting a database made by Nova's migrations, then
+    /// the pending migrations) runs under a database-wide lock (see
+    /// [`crate::migrations::with_migration_lock`]), so that processes
+    /// migrating the same database at once all succeed, one after another.
     pub fn migrate(&self) -> Result<()> {
         let mut conn = self.checkout()?;
-        crate::schema_check::adopt_nova_schema(&mut conn)?;
-        let applied = conn
-            .run_pending_migrations(NovaMigrations::new(self.shared.backend))
-            .map_err(|e| Error::Migration(e.to_string()))?;
-        for v in applied {
+        let backend = self.shared.backend;
+        let (result, released) =
+            crate::migrations::with_migration_lock(&mut conn, &self.shared.options.retry, |conn| {
+                crate::schema_check::adopt_nova_schema(conn)?;
+                conn.run_pending_migrations(NovaMigrations::new(backend))
+                    .map(|applied| applied.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+                    .map_err(|e| Error::Migration(e.to_string()))
+            });
+        if !released {
+            // Closing the session releases a lock that could not be.
+            conn.mark_dead();
+        }
+        for v in result? {
             tracing::info!(version = %v, "applied migration");
         }
         Ok(())
@@ -274,6 +360,10 @@ impl Database {
     /// database that cannot be repeated. A transient failure seen by an
     /// operation inside `f` counts even when `f` turned it into its own error.
     ///
+    /// A connection lost before the commit was sent is retried too (the
+    /// server rolls back what it had not committed); one lost while
+    /// committing is [`Error::OutcomeUnknown`].
+    ///
     /// As with diesel, the error type usually needs naming:
     /// `db.transaction::<_, Error, _>(|tx| ...)` or a typed `let`.
     ///
@@ -302,22 +392,23 @@ impl Database {
     {
         let mut exec = self;
         let mut caller_error: Option<E> = None;
-        let outcome = exec.run(Op::write("transaction"), &mut |tx| {
+        let outcome = exec.run(Op::transaction("transaction"), &mut |tx| {
             caller_error = None;
-            let (shared, writes) = (tx.shared, tx.writes);
-            let transient = std::cell::Cell::new(false);
-            tx.conn.transaction::<T, Error, _>(|conn| {
-                let mut inner = Tx {
-                    conn,
-                    shared,
-                    writes,
-                    transient: &transient,
-                };
-                f(&mut inner).map_err(|e| {
+            let transient = std::cell::Cell::new(Transience::Permanent);
+            let mut outer = Tx {
+                conn: &mut *tx.conn,
+                shared: tx.shared,
+                writes: tx.writes,
+                run: tx.run,
+                transient: &transient,
+            };
+            let url = &tx.shared.url;
+            outer.atomic(|inner| {
+                f(inner).map_err(|e| {
                     caller_error = Some(e);
-                    if transient.get() {
+                    match transient.get() {
                         // Retried by `run`, as the failure inside was.
-                        Error::Database {
+                        Transience::RolledBack => Error::Database {
                             operation: "transaction",
                             source: diesel::result::Error::DatabaseError(
                                 diesel::result::DatabaseErrorKind::SerializationFailure,
@@ -326,12 +417,24 @@ impl Database {
                                         .to_owned(),
                                 ),
                             ),
-                        }
-                    } else {
-                        Error::InvalidInput {
+                        },
+                        // Before the commit: the server rolled back, `run`
+                        // runs the transaction again on a new connection.
+                        Transience::ConnectionLost => Error::Connection {
+                            url: url.redacted(),
+                            source: Arc::new(mapping_model::ConnectionFailure::Dead(
+                                diesel::result::Error::DatabaseError(
+                                    diesel::result::DatabaseErrorKind::ClosedConnection,
+                                    Box::new(
+                                        "the connection was lost inside the transaction".to_owned(),
+                                    ),
+                                ),
+                            )),
+                        },
+                        Transience::Permanent => Error::InvalidInput {
                             field: "transaction",
                             reason: "rolled back by the caller".into(),
-                        }
+                        },
                     }
                 })
             })
@@ -344,7 +447,11 @@ impl Database {
     #[doc(hidden)]
     pub fn with_connection<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.checkout()?;
-        f(&mut conn)
+        let r = f(&mut conn);
+        if matches!(&r, Err(e) if transience(e) == Transience::ConnectionLost) {
+            conn.mark_dead();
+        }
+        r
     }
 
     /// Cell mappings (`CellMapping` and `CellMappingList` in Nova).
@@ -363,11 +470,24 @@ impl Database {
     }
 }
 
+/// How often a caller waiting on the pool checks whether the server is down.
+const POOL_POLL: Duration = Duration::from_millis(50);
+/// Longest pause between the pool's attempts to reconnect to a server that is down.
+const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+
+/// Why no pooled connection came.
+enum PoolWait {
+    /// An attempt to connect failed while the caller waited: the server is down.
+    ServerDown(Arc<crate::connection::ConnectError>),
+    /// `connection_timeout` passed.
+    TimedOut(r2d2::Error),
+}
+
 #[derive(Debug)]
 struct LogErrors;
 
-impl r2d2::HandleError<crate::connection::ConnectError> for LogErrors {
-    fn handle_error(&self, error: crate::connection::ConnectError) {
+impl r2d2::HandleError<Arc<crate::connection::ConnectError>> for LogErrors {
+    fn handle_error(&self, error: Arc<crate::connection::ConnectError>) {
         tracing::warn!(%error, "database connection failed");
     }
 }
@@ -378,9 +498,41 @@ pub struct Tx<'a> {
     pub(crate) shared: &'a Shared,
     /// What this transaction wrote, for the cache to forget when it ends.
     pub(crate) writes: &'a WriteLog,
-    /// Set when an operation inside failed transiently (the server rolled
-    /// back), so the whole transaction is retried whatever `f` returns.
-    pub(crate) transient: &'a std::cell::Cell<bool>,
+    /// The last transient failure (rolled back, connection lost) an
+    /// operation inside met, so the whole transaction is retried whatever
+    /// the caller's closure returns.
+    pub(crate) transient: &'a std::cell::Cell<Transience>,
+    /// The state of this attempt of the operation.
+    pub(crate) run: &'a RunState,
+}
+
+/// Where a write stands, for telling what a lost connection means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WritePhase {
+    /// Statements run in autocommit: each may have been committed.
+    Autocommit,
+    /// Inside an explicit transaction, before its commit: a lost connection
+    /// means the server rolled it back.
+    BeforeCommit,
+    /// The commit was sent: a lost connection leaves the outcome unknown.
+    Committing,
+}
+
+/// The state of one attempt of an operation on a pooled connection.
+pub(crate) struct RunState {
+    pub(crate) phase: std::cell::Cell<WritePhase>,
+    /// Instance-mapping creates this attempt made (for
+    /// [`Error::OutcomeUnknown`]: re-creating finds the row).
+    pub(crate) creates: std::cell::RefCell<Vec<crate::models::instance_mapping::PendingCreate>>,
+}
+
+impl RunState {
+    fn new() -> Self {
+        Self {
+            phase: std::cell::Cell::new(WritePhase::Autocommit),
+            creates: Default::default(),
+        }
+    }
 }
 
 impl<'a> Tx<'a> {
@@ -409,17 +561,31 @@ impl<'a> Tx<'a> {
         crate::timestamp::now(self.shared.backend)
     }
 
-    /// Runs `f` atomically: a transaction, or a savepoint inside one.
+    /// Runs `f` atomically: a transaction, or a savepoint inside one. The
+    /// outermost one records where the write stands ([`WritePhase`]).
     pub(crate) fn atomic<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let (shared, writes, transient) = (self.shared, self.writes, self.transient);
-        self.conn.transaction::<T, Error, _>(|conn| {
-            f(&mut Tx {
+        let (shared, writes, run, transient) = (self.shared, self.writes, self.run, self.transient);
+        let outermost = run.phase.get() == WritePhase::Autocommit;
+        if outermost {
+            run.phase.set(WritePhase::BeforeCommit);
+        }
+        let r = self.conn.transaction::<T, Error, _>(|conn| {
+            let r = f(&mut Tx {
                 conn,
                 shared,
                 writes,
+                run,
                 transient,
-            })
-        })
+            });
+            if outermost && r.is_ok() {
+                run.phase.set(WritePhase::Committing);
+            }
+            r
+        });
+        if outermost && r.is_ok() {
+            run.phase.set(WritePhase::Autocommit);
+        }
+        r
     }
 
     /// Whether a transaction is open on the connection.
@@ -454,6 +620,14 @@ pub struct Op {
     /// Whether the operation only reads (and so may be repeated even after a
     /// lost connection).
     pub read_only: bool,
+    /// Whether a write may run on a pooled connection without pinging it
+    /// first: either it is [`Op::rerunnable`], or its first statement
+    /// (`BEGIN`) proves the connection before anything is written.
+    pub ping_free: bool,
+    /// Whether the write may simply be run again after its connection was
+    /// lost at any point (a keyed update to given values; an instance
+    /// mapping create, which then finds its own row).
+    pub rerunnable: bool,
 }
 
 impl Op {
@@ -462,14 +636,42 @@ impl Op {
         Self {
             name,
             read_only: true,
+            ping_free: true,
+            rerunnable: true,
         }
     }
 
-    /// A write.
+    /// A write whose connection is pinged first unless it was used within
+    /// `ping_idle_after`, and which is never repeated after a lost connection
+    /// unless it is known not to have committed.
     pub const fn write(name: &'static str) -> Self {
         Self {
             name,
             read_only: false,
+            ping_free: false,
+            rerunnable: false,
+        }
+    }
+
+    /// A write that may be run again after a lost connection (see
+    /// [`Op::rerunnable`]); it needs no ping.
+    pub const fn rerunnable_write(name: &'static str) -> Self {
+        Self {
+            name,
+            read_only: false,
+            ping_free: true,
+            rerunnable: true,
+        }
+    }
+
+    /// An explicit transaction: its `BEGIN` is its ping (a connection lost
+    /// before the commit is retried, the server having rolled back).
+    pub const fn transaction(name: &'static str) -> Self {
+        Self {
+            name,
+            read_only: false,
+            ping_free: true,
+            rerunnable: false,
         }
     }
 }
@@ -507,14 +709,19 @@ impl Executor for &Database {
             // `connection_timeout` and reconnected as it could.
             let mut conn = self.checkout_for(op)?;
             let writes = WriteLog::default();
-            let transient = std::cell::Cell::new(false);
+            let transient = std::cell::Cell::new(Transience::Permanent);
+            let state = RunState::new();
             let result = f(&mut Tx {
                 conn: &mut conn,
                 shared: &self.shared,
                 writes: &writes,
+                run: &state,
                 transient: &transient,
             });
-            if matches!(&result, Err(e) if transience(e) == Transience::ConnectionLost) {
+            let lost = matches!(&result, Err(e) if transience(e) == Transience::ConnectionLost);
+            // A Galera node outside the primary component is as good as
+            // gone: reconnect (a load balancer may pick a healthy node).
+            if lost || matches!(&result, Err(e) if is_wsrep_not_ready(e)) {
                 conn.mark_dead();
             }
             // Back to the pool before any sleep.
@@ -528,13 +735,29 @@ impl Executor for &Database {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            // A write that lost its connection: rolled back by the server if
+            // the commit was not sent yet, else of unknown outcome (what it
+            // tried to create is remembered, for a new attempt to find).
+            let phase = state.phase.get();
+            let outcome_unknown = lost && !op.read_only && phase != WritePhase::BeforeCommit;
+            if outcome_unknown {
+                self.shared.uncertain.remember(state.creates.take());
+            }
             let retry = match transience(&err) {
                 Transience::RolledBack => true,
-                Transience::ConnectionLost => op.read_only,
+                Transience::ConnectionLost => {
+                    op.read_only || op.rerunnable || phase == WritePhase::BeforeCommit
+                }
                 Transience::Permanent => false,
             };
             if !retry || attempt >= policy.max_attempts {
-                return Err(err);
+                return Err(match err {
+                    Error::Database { operation, source } if outcome_unknown => {
+                        tracing::error!(operation, error = %source, "connection lost around the commit: outcome unknown");
+                        Error::OutcomeUnknown { operation, source }
+                    }
+                    other => self.outage(other),
+                });
             }
             let delay = policy.delay(attempt);
             self.shared.retries.fetch_add(1, Ordering::Relaxed);
@@ -560,11 +783,30 @@ impl Executor for &Database {
     }
 }
 
+impl Database {
+    /// A Galera node outside the primary component is an outage like a dead
+    /// server: reported as [`Error::Connection`], saying so.
+    fn outage(&self, err: Error) -> Error {
+        match err {
+            Error::Database { source, .. } if is_wsrep_not_ready_source(&source) => {
+                Error::Connection {
+                    url: self.shared.url.redacted(),
+                    source: Arc::new(mapping_model::ConnectionFailure::NotPrimary(source)),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 impl Executor for &mut Tx<'_> {
     fn run<T>(&mut self, _op: Op, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let result = f(self);
-        if matches!(&result, Err(e) if transience(e) == Transience::RolledBack) {
-            self.transient.set(true);
+        if let Err(e) = &result {
+            let t = transience(e);
+            if t != Transience::Permanent {
+                self.transient.set(t);
+            }
         }
         result
     }

@@ -37,71 +37,149 @@ pub enum Transience {
     ConnectionLost,
 }
 
+/// The code of a database failure, as its engine defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A PostgreSQL SQLSTATE (libpq's own failures: class 08).
+    SqlState(&'static str),
+    /// A MySQL/MariaDB error number (server, or client library for 2xxx).
+    MysqlErrno(u16),
+    /// A SQLite primary result code.
+    Sqlite(i32),
+}
+
+impl ErrorCode {
+    /// What the code means for retrying.
+    pub fn transience(self) -> Transience {
+        use ErrorCode::*;
+        match self {
+            // serialization_failure, deadlock_detected, lock_not_available
+            SqlState("40001" | "40P01" | "55P03") => Transience::RolledBack,
+            // connection exceptions; admin_shutdown, crash_shutdown,
+            // cannot_connect_now; idle_in_transaction_session_timeout
+            SqlState(s) if s.starts_with("08") => Transience::ConnectionLost,
+            SqlState("57P01" | "57P02" | "57P03" | "25P03") => Transience::ConnectionLost,
+            // ER_LOCK_DEADLOCK (also Galera's certification failures),
+            // ER_LOCK_WAIT_TIMEOUT, ER_CHECKREAD, ER_UNKNOWN_COM_ERROR as
+            // Galera answers on a node that is not ready: nothing applied
+            MysqlErrno(1213 | 1205 | 1020 | 1047) => Transience::RolledBack,
+            // CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED,
+            // ER_CONNECTION_KILLED, ER_SERVER_SHUTDOWN
+            MysqlErrno(2006 | 2013 | 2055 | 1927 | 1053) => Transience::ConnectionLost,
+            // SQLITE_BUSY, SQLITE_LOCKED
+            Sqlite(5 | 6) => Transience::RolledBack,
+            _ => Transience::Permanent,
+        }
+    }
+}
+
+/// True for MariaDB Galera's error 1047 "WSREP has not yet prepared node for
+/// application use": the node is not in the cluster's primary component
+/// (`wsrep_ready = OFF`, e.g. cut off from the majority) and refuses every
+/// statement before running it.
+pub fn is_wsrep_not_ready(e: &Error) -> bool {
+    matches!(e, Error::Database { source, .. } if is_wsrep_not_ready_source(source))
+}
+
+/// [`is_wsrep_not_ready`] for a driver error.
+pub fn is_wsrep_not_ready_source(e: &DieselError) -> bool {
+    error_code(e) == Some(ErrorCode::MysqlErrno(1047))
+}
+
 /// Classifies an error of the library.
 ///
 /// [`Error::PoolTimeout`] is permanent here: the pool has already waited
 /// `connection_timeout` for a connection, and waiting again would multiply
 /// the caller's wait without telling it anything new.
+/// [`Error::OutcomeUnknown`] is a lost connection (never retried for a write).
 pub fn transience(e: &Error) -> Transience {
     match e {
         Error::Database { source, .. } => diesel_transience(source),
-        Error::Connection { .. } => Transience::ConnectionLost,
+        Error::Connection { .. } | Error::OutcomeUnknown { .. } => Transience::ConnectionLost,
         _ => Transience::Permanent,
     }
 }
 
-/// Messages (lower-cased) of failures after which the server has rolled the
-/// work back: PostgreSQL 40P01 and 40001 (diesel maps only 40001 to
-/// `SerializationFailure`), MySQL/MariaDB 1213 and 1205, MariaDB 1020,
-/// Galera certification conflicts, SQLite `SQLITE_BUSY` and `SQLITE_LOCKED`.
-/// Matched on the message because diesel exposes neither SQLSTATE nor errno
-/// (the servers must therefore report in English, their default).
-const ROLLED_BACK: [&str; 8] = [
-    "deadlock detected",
-    "deadlock found",
-    "lock wait timeout exceeded",
-    "wsrep detected deadlock",
-    "record has changed since last read",
-    "could not serialize access",
-    "database is locked",
-    "database table is locked",
-];
+/// The untranslated texts of the failures that matter for retrying, each
+/// with its code, lower-cased. Every server session pins its message
+/// language when it opens (`connection::session_setup`: PostgreSQL
+/// `lc_messages = 'C'`, MySQL/MariaDB `lc_messages = 'en_US'`), so these
+/// catalogue texts are what the server sends whatever its own locale; the
+/// client libraries (libpq, libmysqlclient/libmariadb) and SQLite are not
+/// translated. This is how the code is recovered where diesel does not hand
+/// it over (diesel exposes neither SQLSTATE nor errno; it maps only a few
+/// codes to a `DatabaseErrorKind`, which is read first).
+const CATALOGUE: [(&str, ErrorCode); 24] = {
+    use ErrorCode::*;
+    [
+        // PostgreSQL server (msgids)
+        ("deadlock detected", SqlState("40P01")),
+        ("could not serialize access", SqlState("40001")),
+        ("canceling statement due to lock timeout", SqlState("55P03")),
+        ("could not obtain lock on", SqlState("55P03")),
+        (
+            "terminating connection due to administrator command",
+            SqlState("57P01"),
+        ),
+        (
+            "terminating connection due to idle-in-transaction timeout",
+            SqlState("25P03"),
+        ),
+        ("the database system is shutting down", SqlState("57P03")),
+        ("the database system is starting up", SqlState("57P03")),
+        // libpq
+        (
+            "server closed the connection unexpectedly",
+            SqlState("08006"),
+        ),
+        ("could not receive data from server", SqlState("08006")),
+        ("could not send data to server", SqlState("08006")),
+        ("no connection to the server", SqlState("08003")),
+        // MySQL/MariaDB server (en_US)
+        ("deadlock found when trying to get lock", MysqlErrno(1213)),
+        ("wsrep detected deadlock/conflict", MysqlErrno(1213)),
+        ("lock wait timeout exceeded", MysqlErrno(1205)),
+        ("record has changed since last read", MysqlErrno(1020)),
+        ("wsrep has not yet prepared node", MysqlErrno(1047)),
+        ("connection was killed", MysqlErrno(1927)),
+        ("server shutdown in progress", MysqlErrno(1053)),
+        // MySQL/MariaDB client libraries
+        ("server has gone away", MysqlErrno(2006)),
+        ("lost connection to mysql server", MysqlErrno(2013)),
+        ("lost connection to server", MysqlErrno(2013)),
+        // SQLite
+        ("database is locked", Sqlite(5)),
+        ("database table is locked", Sqlite(6)),
+    ]
+};
 
-/// Messages (lower-cased) of a connection that is gone: PostgreSQL 57P01 and
-/// libpq's own, MySQL/MariaDB client errors 2006 and 2013, MariaDB 1927.
-const LOST: [&str; 9] = [
-    "server closed the connection",
-    "terminating connection",
-    "no connection to the server",
-    "could not receive data from server",
-    "server has gone away",
-    "lost connection to mysql server",
-    "lost connection to server",
-    "connection was killed",
-    "connection to server was lost",
-];
+/// The code of a diesel error, where one can be told: from diesel's
+/// `DatabaseErrorKind` when it mapped the code, else from the untranslated
+/// catalogue text (see [`CATALOGUE`]).
+pub fn error_code(e: &DieselError) -> Option<ErrorCode> {
+    let DieselError::DatabaseError(kind, info) = e else {
+        return None;
+    };
+    match kind {
+        // PostgreSQL 40001 or MySQL 1213: the same meaning for retrying.
+        DatabaseErrorKind::SerializationFailure => return Some(ErrorCode::SqlState("40001")),
+        // libpq's connection is bad, or an 08xxx SQLSTATE.
+        DatabaseErrorKind::ClosedConnection => return Some(ErrorCode::SqlState("08006")),
+        DatabaseErrorKind::UnableToSendCommand => return Some(ErrorCode::SqlState("08006")),
+        _ => {}
+    }
+    let m = info.message().to_lowercase();
+    CATALOGUE
+        .iter()
+        .find(|(text, _)| m.contains(text))
+        .map(|&(_, code)| code)
+}
 
 /// Classifies a diesel error.
 pub fn diesel_transience(e: &DieselError) -> Transience {
     match e {
-        DieselError::DatabaseError(kind, info) => {
-            if matches!(kind, DatabaseErrorKind::SerializationFailure) {
-                return Transience::RolledBack;
-            }
-            if matches!(
-                kind,
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
-            ) {
-                return Transience::ConnectionLost;
-            }
-            let m = info.message().to_lowercase();
-            if ROLLED_BACK.iter().any(|p| m.contains(p)) {
-                return Transience::RolledBack;
-            }
-            if LOST.iter().any(|p| m.contains(p)) {
-                return Transience::ConnectionLost;
-            }
-            Transience::Permanent
+        DieselError::DatabaseError(..) => {
+            error_code(e).map_or(Transience::Permanent, ErrorCode::transience)
         }
         // The commit failed and so did the rollback after it: what the
         // server did is what the commit error says.
@@ -111,9 +189,64 @@ pub fn diesel_transience(e: &DieselError) -> Transience {
     }
 }
 
+/// Whether a locale name (`lc_messages`) gives untranslated messages.
+pub(crate) fn english_locale(lc: &str) -> bool {
+    let lc = lc.trim();
+    lc.is_empty() || lc == "C" || lc == "POSIX" || lc.starts_with("C.") || lc.starts_with("en")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_decide_transience() {
+        use ErrorCode::*;
+        for (code, want) in [
+            (SqlState("40001"), Transience::RolledBack),
+            (SqlState("40P01"), Transience::RolledBack),
+            (SqlState("55P03"), Transience::RolledBack),
+            (SqlState("57P01"), Transience::ConnectionLost),
+            (SqlState("08006"), Transience::ConnectionLost),
+            (SqlState("08003"), Transience::ConnectionLost),
+            (SqlState("23505"), Transience::Permanent),
+            (SqlState("57014"), Transience::Permanent),
+            (MysqlErrno(1213), Transience::RolledBack),
+            (MysqlErrno(1205), Transience::RolledBack),
+            (MysqlErrno(1020), Transience::RolledBack),
+            (MysqlErrno(2006), Transience::ConnectionLost),
+            (MysqlErrno(2013), Transience::ConnectionLost),
+            (MysqlErrno(1927), Transience::ConnectionLost),
+            (MysqlErrno(1062), Transience::Permanent),
+            (Sqlite(5), Transience::RolledBack),
+            (Sqlite(6), Transience::RolledBack),
+            (Sqlite(19), Transience::Permanent),
+        ] {
+            assert_eq!(code.transience(), want, "{code:?}");
+        }
+        assert_eq!(
+            error_code(&db(DatabaseErrorKind::Unknown, "deadlock detected")),
+            Some(SqlState("40P01"))
+        );
+        assert_eq!(
+            error_code(&db(
+                DatabaseErrorKind::Unknown,
+                "Lock wait timeout exceeded; try restarting transaction"
+            )),
+            Some(MysqlErrno(1205))
+        );
+        assert_eq!(error_code(&DieselError::NotFound), None);
+    }
+
+    #[test]
+    fn english_locales() {
+        for lc in ["", "C", "POSIX", "C.UTF-8", "en_US.UTF-8", "en_US"] {
+            assert!(english_locale(lc), "{lc}");
+        }
+        for lc in ["de_DE.UTF-8", "de_DE", "fr_FR"] {
+            assert!(!english_locale(lc), "{lc}");
+        }
+    }
 
     fn db(kind: DatabaseErrorKind, message: &str) -> DieselError {
         DieselError::DatabaseError(kind, Box::new(message.to_owned()))
@@ -203,6 +336,20 @@ mod tests {
         ] {
             assert_eq!(diesel_transience(&err), want, "{err}");
         }
+        // German texts are not recognised: the sessions pin English (and the
+        // kinds diesel maps from codes work in any language).
+        assert_eq!(
+            diesel_transience(&db(Unknown, "Verklemmung (Deadlock) entdeckt")),
+            Transience::Permanent
+        );
+        assert_eq!(
+            diesel_transience(&db(SerializationFailure, "Deadlock beim Sperren gefunden")),
+            Transience::RolledBack
+        );
+        assert_eq!(
+            diesel_transience(&db(ClosedConnection, "Verbindung wurde beendet")),
+            Transience::ConnectionLost
+        );
         assert_eq!(
             transience(&Error::PoolTimeout { waited_ms: 1 }),
             Transience::Permanent

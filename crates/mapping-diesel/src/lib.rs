@@ -27,6 +27,10 @@ mod errors;
 mod migrations;
 mod models;
 mod options;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz_door.rs"]
+pub mod __fuzz;
 // Internal, but reachable for the fuzz targets and the schema tests (see
 // `__fuzz` and `__private`); not part of the API.
 #[doc(hidden)]
@@ -36,7 +40,7 @@ pub mod timestamp;
 #[doc(hidden)]
 pub mod url;
 
-pub use cache::{CacheOptions, CacheStats};
+pub use cache::{CacheOptions, CacheStats, FirstTierStats, MemcachedOptions, MemcachedStats};
 pub use db::{Database, Executor, Options, RetryPolicy, Stats, Tx};
 pub use mapping_model as model;
 pub use mapping_model::{Error, Result};
@@ -76,10 +80,3 @@ pub mod __private {
     pub use crate::timestamp;
 }
 
-/// The parsers' entry points for the fuzz targets; not part of the API.
-#[doc(hidden)]
-pub mod __fuzz {
-    pub use crate::schema_check;
-    pub use crate::timestamp;
-    pub use crate::url;
-}

@@ -76,12 +76,14 @@ pub enum Error {
     #[error("invalid connection URL: {0}")]
     Url(String),
     /// The database could not be reached (the URL is shown redacted).
-    #[error("cannot connect to {url}: {message}")]
+    #[error("cannot connect to {url}: {source}")]
     Connection {
         /// The redacted URL.
         url: String,
-        /// The driver's message, with any password removed.
-        message: String,
+        /// Why: the driver's typed error, with any password removed (shared,
+        /// as the pool keeps its last connection error for every waiter).
+        #[source]
+        source: std::sync::Arc<ConnectionFailure>,
     },
     /// No pooled connection became free in time.
     #[error("timed out after {waited_ms} ms waiting for a database connection")]
@@ -98,6 +100,19 @@ pub enum Error {
     /// Applying or reverting migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The connection was lost while a write was being committed (or, for a
+    /// write outside a transaction, while it ran): the write may or may not
+    /// have been applied. It is not retried. Creating the same instance
+    /// mapping again through the same handle finds the row if it was
+    /// written (same content: `Ok` with the stored row).
+    #[error("outcome of {operation} unknown: the connection was lost around the commit: {source}")]
+    OutcomeUnknown {
+        /// What the library was doing.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: diesel::result::Error,
+    },
     /// Any other database error, with the operation that raised it.
     #[error("database error during {operation}: {source}")]
     Database {
@@ -139,6 +154,49 @@ impl From<diesel::result::Error> for Error {
             source,
         }
     }
+}
+
+/// Why a database connection could not be opened or kept: the typed cause
+/// of [`Error::Connection`]. No message holds a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionFailure {
+    /// The backend is not compiled into this build.
+    #[error("{backend} support is not compiled in (enable the cargo feature)")]
+    NotCompiled {
+        /// The backend's name.
+        backend: &'static str,
+    },
+    /// The driver could not open the connection (server down, refused,
+    /// authentication failed, bad file path…).
+    #[error("{0}")]
+    Establish(#[source] diesel::ConnectionError),
+    /// The connection opened but setting up its session failed.
+    #[error("setting up the session failed: {0}")]
+    Setup(#[source] diesel::result::Error),
+    /// A pooled connection did not answer its ping: it is dead.
+    #[error("the connection is dead: {0}")]
+    Dead(#[source] diesel::result::Error),
+    /// The server did not complete the connection within the connect
+    /// timeout (`Options::connect_timeout`, or the URL's `connect_timeout`).
+    #[error("no connection within the connect timeout of {after:?}")]
+    TimedOut {
+        /// The connect timeout in force.
+        after: std::time::Duration,
+    },
+    /// The MariaDB Galera node is not in the cluster's primary component
+    /// (`wsrep_ready = OFF`: cut off from the majority) and refuses every
+    /// query (error 1047) until it rejoins.
+    #[error("the Galera node is not in the cluster's primary component (wsrep_ready = OFF) and refuses queries: {0}")]
+    NotPrimary(#[source] diesel::result::Error),
+    /// The in-memory SQLite database's only connection was lost (for
+    /// instance dropped after a failure that could not be rolled back): its
+    /// data is gone, and a fresh empty database is never swapped in.
+    #[error("the in-memory SQLite database was lost: {reason}")]
+    MemoryDatabaseLost {
+        /// What happened to it.
+        reason: &'static str,
+    },
 }
 
 /// Result alias used throughout the workspace.

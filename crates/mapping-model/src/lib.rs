@@ -7,6 +7,7 @@
 //! type. `mapping-diesel` builds the database access on top.
 
 mod cell_mapping;
+pub mod cell_schema;
 mod error;
 mod host_mapping;
 mod ident;
@@ -21,7 +22,7 @@ pub mod url_template;
 pub mod validate;
 
 pub use cell_mapping::{CellMapping, CellMappingUpdate, NewCellMapping, CELL0_UUID};
-pub use error::{Error, Result};
+pub use error::{ConnectionFailure, Error, Result};
 pub use host_mapping::{HostMapping, HostMappingUpdate, NewHostMapping};
 pub use ident::ToUuid;
 pub use instance_mapping::{

@@ -7,6 +7,10 @@
 //! `test`); each test creates its own database there and drops it. A backend
 //! that cannot be reached fails the test loudly: nothing is skipped.
 
+pub mod cell_db;
+
+pub use cell_db::{at, CellDb, NewCellInstance};
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -73,6 +73,11 @@ impl BulkCreate {
         }
         Ok(Self { rows })
     }
+
+    /// The instance uuids of the batch (canonical), for the cache.
+    pub(crate) fn uuids(&self) -> impl Iterator<Item = &str> {
+        self.rows.iter().map(|r| r.instance_uuid.as_str())
+    }
 }
 
 /// Inserts every row of `batch` atomically (a transaction, or a savepoint

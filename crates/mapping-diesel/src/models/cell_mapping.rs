@@ -362,17 +362,18 @@ impl<E: Executor> CellMappings<E> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn save(&mut self, cell: &CellMapping, update: &CellMappingUpdate) -> Result<CellMapping> {
-        self.exec.run(Op::write("cell_mapping.save"), &mut |tx| {
-            tx.writes.cell();
-            save(tx, cell, update)
-        })
+        self.exec
+            .run(Op::rerunnable_write("cell_mapping.save"), &mut |tx| {
+                tx.writes.cell(&cell.uuid);
+                save(tx, cell, update)
+            })
     }
 
     /// Deletes the cell; [`Error::CellMappingInUse`] while mappings point at it.
     pub fn destroy(&mut self, uuid: impl ToUuid) -> Result<()> {
         let uuid = uuid.to_canonical("cell_uuid")?;
         self.exec.run(Op::write("cell_mapping.destroy"), &mut |tx| {
-            tx.writes.cell();
+            tx.writes.cell(&uuid);
             destroy(tx, &uuid)
         })
     }

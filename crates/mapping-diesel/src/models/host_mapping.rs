@@ -258,9 +258,10 @@ impl<E: Executor> HostMappings<E> {
         mapping: &HostMapping,
         update: &HostMappingUpdate,
     ) -> Result<HostMapping> {
-        self.exec.run(Op::write("host_mapping.save"), &mut |tx| {
-            save(tx, mapping, update)
-        })
+        self.exec
+            .run(Op::rerunnable_write("host_mapping.save"), &mut |tx| {
+                save(tx, mapping, update)
+            })
     }
 
     /// Deletes the mapping of the host; [`Error::HostMappingNotFound`] if none.

@@ -108,14 +108,111 @@ pub(crate) fn get_by_instance_uuid(
     }
 }
 
+/// An instance-mapping create whose connection was lost around its commit
+/// (see [`Error::OutcomeUnknown`]): what it tried to write.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingCreate {
+    instance_uuid: String,
+    cell_id: Option<i32>,
+    project_id: String,
+    user_id: String,
+    queued_for_delete: bool,
+    /// The `created_at` it wrote: the mark of its own row.
+    created_at: NaiveDateTime,
+}
+
+impl PendingCreate {
+    /// Whether `found` is the row this create wrote, with the content that
+    /// `new` asks for.
+    fn is_own_row(&self, found: &InstanceMapping) -> bool {
+        found.created_at == Some(self.created_at)
+            && found.cell_mapping.as_ref().map(|c| c.id) == self.cell_id
+            && found.project_id == self.project_id
+            && found.user_id.as_deref() == Some(self.user_id.as_str())
+            && found.queued_for_delete == self.queued_for_delete
+    }
+
+    fn same_request(&self, other: &PendingCreate) -> bool {
+        self.cell_id == other.cell_id
+            && self.project_id == other.project_id
+            && self.user_id == other.user_id
+            && self.queued_for_delete == other.queued_for_delete
+    }
+}
+
+/// The creates of a [`crate::Database`] whose outcome is unknown, by
+/// instance uuid, until the same mapping is created again (bounded).
+#[derive(Debug, Default)]
+pub(crate) struct UncertainCreates(
+    std::sync::Mutex<std::collections::HashMap<String, PendingCreate>>,
+);
+
+impl UncertainCreates {
+    /// At most this many are remembered (an arbitrary one is forgotten).
+    const MAX: usize = 10_000;
+
+    pub(crate) fn remember(&self, creates: Vec<PendingCreate>) {
+        if creates.is_empty() {
+            return;
+        }
+        if let Ok(mut map) = self.0.lock() {
+            for c in creates {
+                if map.len() >= Self::MAX {
+                    if let Some(k) = map.keys().next().cloned() {
+                        map.remove(&k);
+                    }
+                }
+                map.insert(c.instance_uuid.clone(), c);
+            }
+        }
+    }
+
+    fn take(&self, instance_uuid: &str) -> Option<PendingCreate> {
+        self.0.lock().ok().and_then(|mut m| m.remove(instance_uuid))
+    }
+}
+
 pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<InstanceMapping> {
     let new = new.validated()?;
     let now = tx.now();
     let queued_for_delete = new.queued_for_delete.unwrap_or(false);
+    let attempt = PendingCreate {
+        instance_uuid: new.instance_uuid.clone(),
+        cell_id: new.cell_mapping.as_ref().map(|c| c.id),
+        project_id: new.project_id.clone(),
+        user_id: new.user_id.clone(),
+        queued_for_delete,
+        created_at: now,
+    };
+    // An earlier create of this uuid ended with its outcome unknown: if it
+    // was written, this is the same request finding its own row.
+    if let Some(earlier) = tx.shared.uncertain.take(&new.instance_uuid) {
+        match get_by_instance_uuid(tx, &new.instance_uuid) {
+            Ok(found) if earlier.is_own_row(&found) && earlier.same_request(&attempt) => {
+                tracing::info!(instance_uuid = %new.instance_uuid, "create of unknown outcome had been applied");
+                return Ok(found);
+            }
+            Ok(found) => {
+                if earlier.is_own_row(&found) {
+                    // Its own row, asked for with other content: the
+                    // original request may still come to claim it.
+                    tx.shared.uncertain.remember(vec![earlier]);
+                }
+                return Err(Error::InstanceMappingExists {
+                    instance_uuid: new.instance_uuid,
+                });
+            }
+            Err(Error::InstanceMappingNotFound { .. }) => {}
+            Err(e) => {
+                tx.shared.uncertain.remember(vec![earlier]);
+                return Err(e);
+            }
+        }
+    }
     let insert = diesel::insert_into(instance_mappings::table).values(InstanceInsert {
         created_at: NovaTimestamp(now),
         instance_uuid: &new.instance_uuid,
-        cell_id: new.cell_mapping.as_ref().map(|c| c.id),
+        cell_id: attempt.cell_id,
         project_id: &new.project_id,
         user_id: &new.user_id,
         queued_for_delete,
@@ -135,12 +232,22 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
         };
         Ok((id, cell))
     };
+    // Remembered until the commit: if the commit's outcome is unknown, a
+    // retry of this create through the same handle finds its own row.
+    tx.run.creates.borrow_mut().push(attempt);
     // With a cell, the insert and the check of the cell are one unit; a
     // plain insert needs a savepoint only inside a caller's transaction.
-    let (id, cell) = if new.cell_mapping.is_some() {
-        tx.atomic(write)?
+    let written = if new.cell_mapping.is_some() {
+        tx.atomic(write)
     } else {
-        tx.guarded(write)?
+        tx.guarded(write)
+    };
+    let (id, cell) = match written {
+        Ok(written) => written,
+        Err(e) => {
+            tx.run.creates.borrow_mut().pop();
+            return Err(e);
+        }
     };
     Ok(InstanceRow {
         created_at: Some(now),
@@ -353,8 +460,8 @@ impl<E: Executor> InstanceMappings<E> {
     /// The mapping of the instance with its cell (none while unscheduled),
     /// or [`Error::InstanceMappingNotFound`].
     ///
-    /// With the cache on ([`Options::cache`]) and outside a transaction, a
-    /// mapping with a cell may come from the cache.
+    /// With a cache tier on ([`Options::cache`], [`Options::memcached`]) and
+    /// outside a transaction, a mapping with a cell may come from the cache.
     ///
     /// ```
     /// # use mapping_diesel::Database;
@@ -413,7 +520,8 @@ impl<E: Executor> InstanceMappings<E> {
     /// ```
     pub fn create(&mut self, new: NewInstanceMapping) -> Result<InstanceMapping> {
         self.exec
-            .run(Op::write("instance_mapping.create"), &mut |tx| {
+            .run(Op::rerunnable_write("instance_mapping.create"), &mut |tx| {
+                note_write(tx, &new.instance_uuid);
                 create(tx, new.clone())
             })
     }
@@ -429,6 +537,7 @@ impl<E: Executor> InstanceMappings<E> {
         let batch = super::bulk::BulkCreate::prepare(news)?;
         self.exec
             .run(Op::write("instance_mapping_list.create_bulk"), &mut |tx| {
+                tx.writes.instances(batch.uuids());
                 super::bulk::create_bulk(tx, &batch)
             })
     }
@@ -469,7 +578,7 @@ impl<E: Executor> InstanceMappings<E> {
         update: &InstanceMappingUpdate,
     ) -> Result<InstanceMapping> {
         self.exec
-            .run(Op::write("instance_mapping.save"), &mut |tx| {
+            .run(Op::rerunnable_write("instance_mapping.save"), &mut |tx| {
                 note_write(tx, &mapping.instance_uuid);
                 save(tx, mapping, update)
             })

@@ -87,20 +87,26 @@ struct LastId {
 }
 
 /// Runs an insert of one row and returns the new row's id: `RETURNING id` on
-/// PostgreSQL and SQLite, `LAST_INSERT_ID()` on the same connection on MySQL,
-/// which has no `RETURNING`. The one per-backend step of every create.
+/// PostgreSQL and SQLite (one round trip). MySQL has no `RETURNING`, and
+/// MariaDB's cannot be used through diesel (which reads a prepared
+/// statement's result metadata before executing it, and MariaDB 10.11's
+/// prepare reply for `INSERT … RETURNING` has none: "No metadata exists"),
+/// so there the insert and `LAST_INSERT_ID()` run in one transaction (a
+/// savepoint inside a caller's): a connection lost between them can never
+/// leave a committed row whose create reported a failure. The one
+/// per-backend step of every create.
 pub(crate) fn insert_returning_id<Q>(conn: &mut DbConnection, insert: Q) -> QueryResult<i32>
 where
     Q: QueryFragment<MultiBackend> + QueryId + RunQueryDsl<DbConnection>,
     Q: diesel::query_dsl::methods::ExecuteDsl<DbConnection>,
 {
     match conn.backend() {
-        BackendKind::Mysql => {
+        BackendKind::Mysql => conn.transaction(|conn| {
             insert.execute(conn)?;
             diesel::sql_query("SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS id")
                 .get_result::<LastId>(conn)
                 .map(|r| r.id)
-        }
+        }),
         BackendKind::Sqlite | BackendKind::Postgres => ReturningId(insert).get_result(conn),
     }
 }

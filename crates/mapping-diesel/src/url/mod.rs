@@ -39,8 +39,9 @@
 //! ## MySQL
 //!
 //! diesel 2.3 reads only the query keys `unix_socket`, `ssl_mode`, `ssl_ca`,
-//! `ssl_cert` and `ssl_key`, and refuses a `database` key; every other key
-//! (`charset`, `plugin`, `read_default_file`, `ssl_capath`, …) is dropped.
+//! `ssl_cert` and `ssl_key`, and refuses a `database` key; `connect_timeout`
+//! (seconds, as PyMySQL reads it) is kept for this crate's own connect
+//! timeout; every other key (`charset`, `plugin`, `read_default_file`, `ssl_capath`, …) is dropped.
 //! Note that dropping includes TLS options diesel cannot express. diesel
 //! chooses `utf8mb4` itself, so `charset` is not needed. A `ssl_mode` value
 //! diesel would refuse is refused here. A host is required, except that

@@ -90,3 +90,52 @@ fn redact_unparsed(url: &str) -> String {
     };
     format!("{prefix}{masked}{after}")
 }
+
+/// The values of the sensitive keys of a raw query string (those
+/// [`mask_query`] hides), non-empty ones only.
+fn sensitive_values(query: &str) -> impl Iterator<Item = &str> {
+    query
+        .split('&')
+        .filter_map(|piece| match piece.split_once('=') {
+            Some((key, value)) if is_sensitive_key(key) && !value.is_empty() => Some(value),
+            _ => None,
+        })
+}
+
+impl super::ConnectionUrl {
+    /// The normalised URL as [`redacted`](Self::redacted) writes it, but with
+    /// the secrets in place: the form that parses back to this same value.
+    /// Holds the password: never log it.
+    pub(crate) fn unredacted(&self) -> String {
+        if self.server.is_some() || self.is_file_uri() {
+            // PG/MySQL: the same rendering without masks; `file:` URIs: as given.
+            self.diesel.clone()
+        } else {
+            // Other SQLite forms hold no secret: the redacted form is exact.
+            self.redacted.clone()
+        }
+    }
+
+    /// True for an SQLite `file:` URI, handed to SQLite as written.
+    fn is_file_uri(&self) -> bool {
+        split_scheme(&self.diesel).is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("file"))
+    }
+
+    /// Every secret [`redacted`](Self::redacted) masks: a non-empty password
+    /// and the non-empty values of sensitive query keys.
+    pub(crate) fn secrets(&self) -> Vec<&str> {
+        match &self.server {
+            Some(parts) => parts
+                .password
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .into_iter()
+                .chain(parts.query.iter().flat_map(|piece| sensitive_values(piece)))
+                .collect(),
+            None => match self.diesel.split_once('?') {
+                Some((_, query)) if self.is_file_uri() => sensitive_values(query).collect(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}

@@ -208,7 +208,15 @@ fn check_mysql_database(name: &str) -> Result<(), &'static str> {
 }
 
 /// Query keys diesel's MySQL connection reads.
-const MYSQL_KEYS: [&str; 5] = ["unix_socket", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key"];
+const MYSQL_KEYS: [&str; 6] = [
+    "unix_socket",
+    "ssl_mode",
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+    // Read by this crate (the connect timeout, as PyMySQL's), ignored by diesel.
+    "connect_timeout",
+];
 
 /// `ssl_mode` values diesel accepts (compared case-insensitively).
 const MYSQL_SSL_MODES: [&str; 5] = [

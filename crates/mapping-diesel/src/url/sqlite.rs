@@ -88,7 +88,12 @@ impl ConnectionUrl {
             return Ok(Self::sqlite_memory());
         }
         let mut file = Self::sqlite_path(path);
-        if path.starts_with("file:") {
+        // Any case: the scheme splitter reads `FILE:` as a `file:` URI too,
+        // so the path must not look like one when written back.
+        if path
+            .get(..5)
+            .is_some_and(|head| head.eq_ignore_ascii_case("file:"))
+        {
             file.diesel = format!("./{path}");
         }
         Ok(file)

@@ -176,10 +176,10 @@ fn mysql_forms() {
 
 #[test]
 fn mysql_query_keys_are_filtered() {
-    let parsed = ok("mysql+pymysql://u:pw@h/nova?charset=utf8mb4&plugin=dbcounter&read_default_file=/etc/my.cnf&ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&database=x&ssl_cert=/c&ssl_key=/k&ssl_capath=/d");
+    let parsed = ok("mysql+pymysql://u:pw@h/nova?charset=utf8mb4&plugin=dbcounter&read_default_file=/etc/my.cnf&ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&database=x&ssl_cert=/c&ssl_key=/k&ssl_capath=/d&connect_timeout=3");
     assert_eq!(
         parsed.diesel_url(),
-        "mysql://u:pw@h/nova?ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&ssl_cert=/c&ssl_key=/k"
+        "mysql://u:pw@h/nova?ssl_ca=/ca.pem&ssl_mode=VERIFY_CA&ssl_cert=/c&ssl_key=/k&connect_timeout=3"
     );
     assert_eq!(
         ok("mysql://u@h/nova?charset=utf8").diesel_url(),
@@ -437,5 +437,20 @@ fn odd_strings_never_panic() {
         "postgres://]:",
     ] {
         let _ = ConnectionUrl::parse(text);
+    }
+}
+
+/// Found by the `connection_url` fuzz target: a relative path starting with
+/// `file:` in another case was handed over bare, so its rendered form read
+/// back as a `file:` URI.
+#[test]
+fn fuzz_regression_file_prefix_in_any_case_is_a_path() {
+    for url in ["sqlite:///filE:f", "sqlite:///FILE:x.db"] {
+        let parsed = ok(url);
+        let path = url.trim_start_matches("sqlite:///");
+        assert_eq!(parsed.diesel_url(), format!("./{path}"), "{url}");
+        assert_eq!(parsed.database(), Some(path), "{url}");
+        assert_eq!(ok(&parsed.unredacted()), parsed, "{url}");
+        assert_eq!(ok(&parsed.to_string()), parsed, "{url}");
     }
 }

@@ -1,66 +1,15 @@
-//! An opt-in, in-process read-through cache for instance-uuid → mapping
-//! lookups ([`InstanceMappings::get_by_instance_uuid`](crate::InstanceMappings::get_by_instance_uuid)).
-//!
-//! Enabled with [`Options::cache`](crate::Options::cache); off by default.
-//!
-//! What it promises:
-//! - **Bounded**: at most `capacity` entries; the oldest entry is evicted first.
-//! - **Fresh for this process**: every save, destroy and `destroy_bulk` of an
-//!   instance mapping made through this [`Database`](crate::Database) (its
-//!   clones included) removes the affected uuids, and every save or destroy of
-//!   a cell clears the whole cache (a cached mapping holds a copy of its cell).
-//!   Writes are invalidated when the operation or transaction ends, committed
-//!   or not, and a lookup that raced with a write does not fill the cache.
-//! - **Stale for at most `ttl` for writes by other processes** (Nova itself,
-//!   another service, a second `Database` on the same database): an entry is
-//!   served for at most `ttl` after it was read from the database.
-//! - Only mappings that have a cell are cached: an unscheduled mapping is
-//!   about to change. Not-found results are never cached.
-//! - Transactions ([`Tx`](crate::Tx)) neither read nor fill the cache: they
-//!   always see the database, and uncommitted rows never enter the cache.
+//! The first tier: a small in-process map, shared by the clones of one
+//! [`Database`](crate::Database).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mapping_model::InstanceMapping;
 
-/// Size and lifetime of the mapping cache (see the [module docs](self)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheOptions {
-    /// Most mappings held at once (0 caches nothing).
-    pub capacity: usize,
-    /// How long an entry is served after it was read from the database: the
-    /// bound on staleness for writes made by other processes.
-    pub ttl: Duration,
-}
-
-impl Default for CacheOptions {
-    fn default() -> Self {
-        Self {
-            capacity: 10_000,
-            ttl: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Counters of the mapping cache since the database was opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Lookups answered from the cache.
-    pub hits: u64,
-    /// Lookups that went to the database (expired entries included).
-    pub misses: u64,
-    /// Entries dropped because their time-to-live had passed.
-    pub expired: u64,
-    /// Entries dropped to stay within the capacity.
-    pub evictions: u64,
-    /// Entries removed, or whole-cache clears, caused by writes.
-    pub invalidations: u64,
-    /// Entries held now.
-    pub entries: usize,
-}
+use super::invalidation::Writes;
+use super::{CacheOptions, FirstTierStats};
 
 struct Entry {
     mapping: InstanceMapping,
@@ -81,9 +30,8 @@ struct Inner {
     epoch: u64,
 }
 
-/// The cache itself, shared by every clone of a [`Database`](crate::Database).
-#[doc(hidden)]
-pub struct MappingCache {
+/// The first tier itself.
+pub(crate) struct LocalCache {
     options: CacheOptions,
     inner: Mutex<Inner>,
     hits: AtomicU64,
@@ -93,11 +41,11 @@ pub struct MappingCache {
     invalidations: AtomicU64,
 }
 
-/// A ticket taken before reading the database, to fill the cache afterwards.
+/// A ticket taken before reading further, to fill the first tier afterwards.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FillTicket(u64);
 
-impl MappingCache {
+impl LocalCache {
     pub(crate) fn new(options: CacheOptions) -> Self {
         Self {
             options,
@@ -183,12 +131,12 @@ impl MappingCache {
 
     /// Forgets what a finished operation or transaction wrote.
     pub(crate) fn apply(&self, writes: &Writes) {
-        if !writes.clear && writes.uuids.is_empty() {
+        if !writes.clears_all() && writes.uuids.is_empty() {
             return;
         }
         let mut inner = self.lock();
         inner.epoch += 1;
-        if writes.clear {
+        if writes.clears_all() {
             inner.map.clear();
             inner.order.clear();
             self.invalidations.fetch_add(1, Ordering::Relaxed);
@@ -201,17 +149,9 @@ impl MappingCache {
         }
     }
 
-    /// Empties the cache.
-    pub(crate) fn clear(&self) {
-        self.apply(&Writes {
-            clear: true,
-            uuids: HashSet::new(),
-        });
-    }
-
-    pub(crate) fn stats(&self) -> CacheStats {
+    pub(crate) fn stats(&self) -> FirstTierStats {
         let entries = self.lock().map.len();
-        CacheStats {
+        FirstTierStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             expired: self.expired.load(Ordering::Relaxed),
@@ -222,47 +162,11 @@ impl MappingCache {
     }
 }
 
-/// What an operation or transaction wrote, as far as the cache cares.
-#[derive(Debug, Default)]
-pub(crate) struct Writes {
-    /// A cell changed or went: every cached mapping may hold stale cell data.
-    pub clear: bool,
-    /// Instance uuids (canonical form) whose mappings changed or went.
-    pub uuids: HashSet<String>,
-}
-
-/// Records the writes of one operation or transaction, to invalidate the
-/// cache when it ends (see [`crate::Tx`]).
-#[derive(Debug, Default)]
-pub(crate) struct WriteLog(std::cell::RefCell<Writes>);
-
-impl WriteLog {
-    /// Notes that the mappings of these instances changed.
-    pub(crate) fn instances<'u>(&self, uuids: impl IntoIterator<Item = &'u str>) {
-        let mut w = self.0.borrow_mut();
-        if w.clear {
-            return;
-        }
-        w.uuids.extend(uuids.into_iter().map(str::to_owned));
-    }
-
-    /// Notes that a cell changed.
-    pub(crate) fn cell(&self) {
-        let mut w = self.0.borrow_mut();
-        w.clear = true;
-        w.uuids.clear();
-    }
-
-    /// Takes what was recorded.
-    pub(crate) fn take(&self) -> Writes {
-        std::mem::take(&mut *self.0.borrow_mut())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use mapping_model::CellMapping;
+    use std::time::Duration;
 
     fn mapping(uuid: &str, cell: bool) -> InstanceMapping {
         InstanceMapping {
@@ -286,8 +190,8 @@ mod tests {
         }
     }
 
-    fn cache(capacity: usize) -> MappingCache {
-        MappingCache::new(CacheOptions {
+    fn cache(capacity: usize) -> LocalCache {
+        LocalCache::new(CacheOptions {
             capacity,
             ttl: Duration::from_secs(60),
         })
@@ -311,14 +215,11 @@ mod tests {
     fn write_during_read_prevents_fill() {
         let c = cache(10);
         let t = c.get("a").unwrap_err();
-        let mut w = WriteLog::default();
+        let w = super::super::invalidation::WriteLog::default();
         w.instances(["a"]);
         c.apply(&w.take());
         c.fill(t, &mapping("a", true));
         assert!(c.get("a").is_err());
-        w = WriteLog::default();
-        w.cell();
-        assert!(w.take().clear);
     }
 
     #[test]

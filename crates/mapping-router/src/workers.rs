@@ -1,0 +1,290 @@
+//! The bounded worker pool of scatter-gather (std threads, a queue and a
+//! condition variable).
+//!
+//! At most `size` workers take jobs from the queue. A job is a [`Task`]: the
+//! caller that submitted it may give up on it ([`Task::cancel`]) once its
+//! timeout has passed:
+//!
+//! - a task still queued is then never run;
+//! - a task already running is *detached*: its worker stops counting
+//!   against `size` and a fresh worker is started if jobs are waiting, so a
+//!   closure that hangs does not starve later calls. The detached worker
+//!   exits when its closure returns (its result is dropped). At most
+//!   `max_detached` workers are detached at once; beyond that a hung worker
+//!   keeps its place until it returns, which bounds the threads at
+//!   `size + max_detached`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// How long an idle worker waits for a job before it exits.
+const IDLE_EXIT: Duration = Duration::from_secs(60);
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+const CANCELLED: u8 = 3;
+const DETACHED: u8 = 4;
+
+/// The state of one submitted job, shared by the worker and the caller.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Task(Arc<AtomicU8>);
+
+impl Task {
+    fn transition(&self, from: u8, to: u8) -> bool {
+        self.0
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+struct State {
+    queue: VecDeque<(Task, Job)>,
+    /// Workers counted against `size` (alive and not detached).
+    live: usize,
+    /// Of `live`, the workers waiting for a job.
+    idle: usize,
+    /// Workers still running a job whose caller gave up.
+    detached: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    size: usize,
+    max_detached: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A job never runs under the lock, so a poisoned lock only means a
+        // worker died between two lines of this file: the state is intact.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counters of a [`WorkerPool`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// Workers counted against the pool size (busy or idle).
+    pub live: usize,
+    /// Of those, the idle ones.
+    pub idle: usize,
+    /// Workers still running a closure whose caller timed out.
+    pub detached: usize,
+    /// Jobs waiting for a worker.
+    pub queued: usize,
+}
+
+/// A bounded pool of worker threads (see the module documentation).
+pub(crate) struct WorkerPool {
+    shared: Arc<Shared>,
+}
+
+impl WorkerPool {
+    /// A pool of at most `size` workers (started on demand) and at most
+    /// `max_detached` detached ones.
+    pub(crate) fn new(size: usize, max_detached: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    live: 0,
+                    idle: 0,
+                    detached: 0,
+                    shutdown: false,
+                }),
+                work: Condvar::new(),
+                size: size.max(1),
+                max_detached,
+            }),
+        }
+    }
+
+    /// Queues `job`; the returned task lets the caller give up on it.
+    pub(crate) fn submit(&self, job: impl FnOnce() + Send + 'static) -> Task {
+        let task = Task::default();
+        let mut st = self.shared.lock();
+        st.queue.push_back((task.clone(), Box::new(job)));
+        self.wake_or_spawn(&mut st);
+        task
+    }
+
+    /// Gives up on `task`: a queued task will not run; a running one has its
+    /// worker detached and replaced (within `max_detached`). Returns true if
+    /// the task had already finished.
+    pub(crate) fn cancel(&self, task: &Task) -> bool {
+        if task.transition(QUEUED, CANCELLED) {
+            return false;
+        }
+        let mut st = self.shared.lock();
+        if st.detached >= self.shared.max_detached {
+            return task.0.load(Ordering::Acquire) == DONE;
+        }
+        if !task.transition(RUNNING, DETACHED) {
+            return task.0.load(Ordering::Acquire) == DONE;
+        }
+        st.live -= 1;
+        st.detached += 1;
+        tracing::warn!(
+            detached = st.detached,
+            "a cell closure outlived its caller's timeout; its worker is detached and replaced"
+        );
+        self.wake_or_spawn(&mut st);
+        false
+    }
+
+    /// Counters, for tests and monitoring.
+    pub(crate) fn stats(&self) -> WorkerStats {
+        let st = self.shared.lock();
+        WorkerStats {
+            live: st.live,
+            idle: st.idle,
+            detached: st.detached,
+            queued: st.queue.len(),
+        }
+    }
+
+    fn wake_or_spawn(&self, st: &mut State) {
+        if st.queue.is_empty() {
+            return;
+        }
+        if st.idle > 0 {
+            self.shared.work.notify_one();
+            return;
+        }
+        if st.live < self.shared.size {
+            let shared = Arc::clone(&self.shared);
+            let spawned = std::thread::Builder::new()
+                .name("cell-worker".into())
+                .spawn(move || worker(shared));
+            match spawned {
+                Ok(_) => st.live += 1,
+                // Jobs stay queued for the workers there are; with none at
+                // all the caller's timeout turns them into "did not respond".
+                Err(e) => tracing::error!(error = %e, "cannot start a cell worker thread"),
+            }
+        }
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        st.shutdown = true;
+        for (task, _) in st.queue.drain(..) {
+            task.transition(QUEUED, CANCELLED);
+        }
+        self.shared.work.notify_all();
+    }
+}
+
+fn worker(shared: Arc<Shared>) {
+    let mut st = shared.lock();
+    loop {
+        if let Some((task, job)) = st.queue.pop_front() {
+            if !task.transition(QUEUED, RUNNING) {
+                continue; // cancelled while queued
+            }
+            drop(st);
+            job();
+            st = shared.lock();
+            if !task.transition(RUNNING, DONE) {
+                // Detached while running: the pool has already replaced us.
+                st.detached -= 1;
+                return;
+            }
+            continue;
+        }
+        if st.shutdown {
+            st.live -= 1;
+            return;
+        }
+        st.idle += 1;
+        let (guard, timeout) = shared
+            .work
+            .wait_timeout(st, IDLE_EXIT)
+            .unwrap_or_else(PoisonError::into_inner);
+        st = guard;
+        st.idle -= 1;
+        if timeout.timed_out() && st.queue.is_empty() {
+            st.live -= 1;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn runs_every_job_with_a_bounded_number_of_workers() {
+        let pool = WorkerPool::new(2, 2);
+        let (tx, rx) = mpsc::channel();
+        for i in 0..10 {
+            let tx = tx.clone();
+            pool.submit(move || tx.send(i).unwrap_or(()));
+        }
+        let mut got: Vec<i32> = (0..10)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+        assert!(pool.stats().live <= 2, "{:?}", pool.stats());
+    }
+
+    #[test]
+    fn a_detached_worker_is_replaced_and_exits_when_its_job_returns() {
+        let pool = WorkerPool::new(1, 1);
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel();
+        let hung = pool.submit(move || {
+            started_tx.send(()).unwrap_or(());
+            release_rx.recv().unwrap_or(());
+        });
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(!pool.cancel(&hung));
+        assert_eq!(pool.stats().detached, 1);
+        // The single slot is free again: a new job runs although the first hangs.
+        let (tx, rx) = mpsc::channel();
+        pool.submit(move || tx.send(7).unwrap_or(()));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 7);
+        release_tx.send(()).unwrap();
+        // The detached worker leaves once its job returns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pool.stats().detached != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "detached worker never exited"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_cancelled_queued_job_never_runs() {
+        let pool = WorkerPool::new(1, 0);
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let first = pool.submit(move || release_rx.recv().unwrap_or(()));
+        let (tx, rx) = mpsc::channel::<()>();
+        let second = pool.submit(move || tx.send(()).unwrap_or(()));
+        assert!(!pool.cancel(&second));
+        // max_detached = 0: the running job keeps its worker.
+        assert!(!pool.cancel(&first));
+        assert_eq!(pool.stats().detached, 0);
+        release_tx.send(()).unwrap();
+        // The cancelled job is dropped unrun, and its sender with it.
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
+}

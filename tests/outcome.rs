@@ -1,0 +1,238 @@
+//! Writes whose connection is lost around the commit: a distinct
+//! `Error::OutcomeUnknown`, never retried; creating the same mapping again
+//! finds its own row. And the in-memory SQLite database, which never
+//! silently turns into a fresh empty one.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cell_mappings::errors::{transience, Transience};
+use cell_mappings::{Database, Error, NewInstanceMapping, Options};
+use mapping_testkit::{new_instance, uuid};
+
+/// A loopback TCP relay in front of a database server. Once armed, it
+/// forwards the client's next `COMMIT` to the server, waits for the server's
+/// answer (so the commit is done), drops that answer and cuts the client
+/// off: the commit happened, the client sees a lost connection.
+struct CommitCutter {
+    port: u16,
+    armed: Arc<AtomicBool>,
+}
+
+impl CommitCutter {
+    fn start(upstream_port: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let armed2 = armed.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    return;
+                };
+                let cut = Arc::new(AtomicBool::new(false));
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (armed, cut2) = (armed2.clone(), cut.clone());
+                // client → server
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        if chunk.windows(6).any(|w| w == b"COMMIT")
+                            && armed.swap(false, Ordering::SeqCst)
+                        {
+                            cut2.store(true, Ordering::SeqCst);
+                        }
+                        if s_out.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(Shutdown::Write);
+                });
+                // server → client
+                let (mut s_in, mut c_out) = (server, client);
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if cut.load(Ordering::SeqCst) {
+                            // The commit's answer: dropped, and the client cut off.
+                            let _ = c_out.shutdown(Shutdown::Both);
+                            let _ = s_in.shutdown(Shutdown::Both);
+                            break;
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, armed }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+fn port_of(url: &str) -> u16 {
+    let after = url.rsplit_once('@').map_or(url, |(_, h)| h);
+    let hostport = after.split('/').next().unwrap();
+    hostport.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+fn lost_around_the_commit(backend: cell_mappings::BackendKind) {
+    let t = mapping_testkit::TestDb::new(backend);
+    let cell = t.cell();
+
+    // 1. Killed between the statement and the commit (a server-side kill
+    // from another connection): OutcomeUnknown, not retried. The server
+    // rolled it back, so creating it again (any content) is never refused.
+    let new = new_instance("p", "u").cell(&cell);
+    let before = t.stats().retries;
+    let err = t
+        .transaction(|tx| {
+            tx.instance_mappings().create(new.clone())?;
+            support::kill_server_connections(&t);
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::OutcomeUnknown { .. }),
+        "{backend:?}: {err:?}"
+    );
+    assert_eq!(transience(&err), Transience::ConnectionLost);
+    assert_eq!(t.stats().retries, before, "{backend:?}: retried");
+    let mut other = new.clone();
+    other.project_id = "q".into();
+    let again = t.instance_mappings().create(other).unwrap();
+    assert_eq!(again.project_id, "q");
+    assert_eq!(
+        t.instance_mappings()
+            .get_by_instance_uuid(&new.instance_uuid)
+            .unwrap(),
+        again
+    );
+
+    // 2. The commit is done but its answer is lost (a relay cuts the
+    // connection after the server answered the COMMIT).
+    let relay = CommitCutter::start(port_of(t.url()));
+    let url = t.url().replacen(
+        &format!(":{}/", port_of(t.url())),
+        &format!(":{}/", relay.port),
+        1,
+    );
+    // In clear text, so that the relay sees the COMMIT.
+    let url = match backend {
+        cell_mappings::BackendKind::Postgres => format!("{url}?sslmode=disable"),
+        _ => url,
+    };
+    let db = Database::open_with(&url, Options::default()).unwrap();
+    let new = new_instance("p", "u").cell(&cell);
+    relay.arm();
+    let err = db
+        .transaction(|tx| tx.instance_mappings().create(new.clone()))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::OutcomeUnknown { .. }),
+        "{backend:?}: {err:?}"
+    );
+    let stored = t
+        .instance_mappings()
+        .get_by_instance_uuid(&new.instance_uuid)
+        .expect("the commit went through");
+    // Different content: refused, the row is someone else's as far as
+    // this request goes.
+    let mut different = new.clone();
+    different.user_id = "someone-else".into();
+    assert!(
+        matches!(
+            db.instance_mappings().create(different),
+            Err(Error::InstanceMappingExists { .. })
+        ),
+        "{backend:?}"
+    );
+    // The same content: its own row, as stored.
+    assert_eq!(db.instance_mappings().create(new.clone()).unwrap(), stored);
+    // Once resolved, a further create is an ordinary duplicate.
+    assert!(matches!(
+        db.instance_mappings().create(new),
+        Err(Error::InstanceMappingExists { .. })
+    ));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn lost_around_the_commit_postgres() {
+    lost_around_the_commit(cell_mappings::BackendKind::Postgres);
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn lost_around_the_commit_mysql() {
+    lost_around_the_commit(cell_mappings::BackendKind::Mysql);
+}
+
+/// A panic inside `db.transaction`, a failed transaction, and connections
+/// dropped by the caller's errors: the in-memory database keeps its data.
+#[test]
+fn in_memory_sqlite_survives_panics_and_errors() {
+    let db = Database::open("sqlite://").unwrap();
+    db.migrate().unwrap();
+    let kept = db
+        .instance_mappings()
+        .create(NewInstanceMapping::new(uuid(), "p", "u"))
+        .unwrap();
+    for _ in 0..3 {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.transaction(|tx| -> cell_mappings::Result<()> {
+                tx.instance_mappings()
+                    .create(NewInstanceMapping::new(uuid(), "p", "u"))?;
+                panic!("caller's closure panics mid-transaction");
+            })
+        }));
+        assert!(r.is_err());
+        // Committed rows are still there; the panicked one was rolled back.
+        assert_eq!(
+            db.instance_mappings().get_by_project_id("p").unwrap(),
+            vec![kept.clone()]
+        );
+    }
+    // A transaction that fails, and a raw connection error.
+    let err = db
+        .transaction(|tx| {
+            tx.instance_mappings()
+                .create(NewInstanceMapping::new(uuid(), "p", "u"))?;
+            tx.instance_mappings().create(NewInstanceMapping::new(
+                kept.instance_uuid.clone(),
+                "p",
+                "u",
+            ))
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::InstanceMappingExists { .. }));
+    let _ = db.with_connection(|c| {
+        use diesel::connection::SimpleConnection;
+        c.batch_execute("SELECT * FROM no_such_table")
+            .map_err(Error::from)
+    });
+    assert_eq!(
+        db.instance_mappings().get_by_project_id("p").unwrap(),
+        vec![kept]
+    );
+}
