@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mapping_model::{Error, Result};
 
-use crate::cache::CacheOptions;
+use crate::cache::{CacheOptions, MemcachedOptions};
 
 /// How transient failures (deadlocks, serialization failures, lock-wait
 /// timeouts, SQLite busy) are retried.
@@ -122,6 +122,26 @@ pub struct Options {
     /// [`Options::MAX_CACHE_CAPACITY`] or a ttl above [`Options::MAX_WAIT`]
     /// is refused.
     pub cache: Option<CacheOptions>,
+    /// How long opening one PostgreSQL or MySQL connection may take, the
+    /// handshake included (default 5 s; zero or more than
+    /// [`Options::MAX_WAIT`] is refused). Separate from `connection_timeout`:
+    /// a caller waiting on the pool while the server is unreachable gets
+    /// [`Error::Connection`] once an attempt to connect has failed, within
+    /// about this bound, instead of waiting the whole `connection_timeout`.
+    /// A `connect_timeout` in the URL (seconds, as in libpq and PyMySQL)
+    /// takes precedence. Not used by SQLite.
+    pub connect_timeout: Duration,
+    /// MySQL/MariaDB Galera only: the session's `wsrep_sync_wait` (0-15,
+    /// more is refused), set on every new connection, as oslo.db's
+    /// `mysql_wsrep_sync_wait`. `1` makes reads wait until the node has
+    /// applied every write the cluster committed before them
+    /// (read-your-writes through a load balancer), at the cost of that wait.
+    /// `None` (default) keeps the server's setting.
+    pub wsrep_sync_wait: Option<u8>,
+    /// The memcached tier of the cache of instance-uuid lookups, shared by
+    /// every process; `None` (the default) turns it off. Checked by
+    /// [`MemcachedOptions::validate`].
+    pub memcached: Option<MemcachedOptions>,
 }
 
 impl Default for Options {
@@ -136,6 +156,9 @@ impl Default for Options {
             default_transport_url: None,
             default_database_connection: None,
             cache: None,
+            connect_timeout: Duration::from_secs(5),
+            wsrep_sync_wait: None,
+            memcached: None,
         }
     }
 }
@@ -167,6 +190,22 @@ impl Options {
                     Self::MAX_WAIT
                 ),
             );
+        }
+        if self.connect_timeout.is_zero() {
+            return refuse("connect_timeout", "must be longer than zero".into());
+        }
+        if self.connect_timeout > Self::MAX_WAIT {
+            return refuse(
+                "connect_timeout",
+                format!(
+                    "{:?} is longer than {:?}",
+                    self.connect_timeout,
+                    Self::MAX_WAIT
+                ),
+            );
+        }
+        if self.wsrep_sync_wait.is_some_and(|n| n > 15) {
+            return refuse("wsrep_sync_wait", "must be a bit mask from 0 to 15".into());
         }
         if self.max_connections > Self::MAX_CONNECTIONS {
             return refuse(
@@ -205,6 +244,9 @@ impl Options {
                     format!("{:?} is longer than {:?}", c.ttl, Self::MAX_WAIT),
                 );
             }
+        }
+        if let Some(m) = &self.memcached {
+            m.validate()?;
         }
         Ok(())
     }
@@ -260,6 +302,24 @@ impl Options {
     /// Sets [`Options::cache`] (`None` turns the cache off).
     pub fn cache(mut self, cache: Option<CacheOptions>) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Sets [`Options::connect_timeout`].
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Sets [`Options::wsrep_sync_wait`] (`None` keeps the server's setting).
+    pub fn wsrep_sync_wait(mut self, mask: Option<u8>) -> Self {
+        self.wsrep_sync_wait = mask;
+        self
+    }
+
+    /// Sets [`Options::memcached`] (`None` turns the memcached tier off).
+    pub fn memcached(mut self, memcached: Option<MemcachedOptions>) -> Self {
+        self.memcached = memcached;
         self
     }
 }
