@@ -274,12 +274,13 @@ impl Ctx {
                 }
             ))
         })?;
-        let options = Options {
-            default_transport_url: self.transport_url().map(str::to_owned),
-            default_database_connection: self.database_connection().map(str::to_owned),
-            max_connections: 4,
-            ..Options::default()
-        };
+        let options = {
+let mut o = Options::default();
+o.default_transport_url = self.transport_url().map(str::to_owned);
+o.default_database_connection = self.database_connection().map(str::to_owned);
+o.max_connections = 4;
+o
+};
         Database::open_with(url, options).map_err(fail("cannot open the API database"))
     }
 
@@ -533,7 +534,7 @@ fn update_cell(
     enable: bool,
 ) -> Result<u8, Failure> {
     let api = ctx.api()?;
-    let mut cell = match api.cells().get_by_uuid(cell_uuid) {
+    let cell = match api.cells().get_by_uuid(cell_uuid) {
         Ok(c) => c,
         Err(mapping_model::Error::CellMappingNotFound { .. }) => {
             eprintln!("Cell with uuid {cell_uuid} was not found.");
@@ -590,7 +591,7 @@ fn update_cell(
             update = update.disabled(disable);
         }
     }
-    if let Err(e) = api.cells().save(&mut cell, &update) {
+    if let Err(e) = api.cells().save(&cell, &update) {
         eprintln!("Unable to update CellMapping: {}", chain(&e));
         return Ok(2);
     }
