@@ -144,7 +144,10 @@ fn callers_of_a_dead_server_all_get_a_connection_error_fast(backend: BackendKind
     let relay = Relay::new(&upstream);
     let db = Database::open_with(
         &via(t.url(), relay.port).0,
-        Options::default().max_connections(2).connection_timeout(Duration::from_secs(30)).connect_timeout(CONNECT_TIMEOUT),
+        Options::default()
+            .max_connections(2)
+            .connection_timeout(Duration::from_secs(30))
+            .connect_timeout(CONNECT_TIMEOUT),
     )
     .unwrap();
     let cell = db.cells().create(mapping_testkit::new_cell()).unwrap();

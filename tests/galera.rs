@@ -118,10 +118,7 @@ fn text(db: &Database, sql: &str) -> String {
 /// `wsrep_sync_wait = 1` (the option under test), so that the node has
 /// applied everything the cluster committed before the read.
 fn checksum(url: &str) -> String {
-    let db = open(
-        url,
-        options().wsrep_sync_wait(Some(1)),
-    );
+    let db = open(url, options().wsrep_sync_wait(Some(1)));
     assert_eq!(
         text(&db, "SELECT CAST(@@SESSION.wsrep_sync_wait AS CHAR) AS v"),
         "1"
@@ -351,10 +348,7 @@ fn node_loss(how: &str, dbs: &[Database], victim: usize, survivors: &[String], a
     let ist_before = ist_count(victim);
 
     let check = survivors[0].clone();
-    let reader = open(
-        &check,
-        options().wsrep_sync_wait(Some(1)),
-    );
+    let reader = open(&check, options().wsrep_sync_wait(Some(1)));
     let mut errors = 0;
     let mut ok_creates = 0;
     let mut longest = Duration::ZERO;

@@ -469,11 +469,7 @@ fn reader_process() {
         key_prefix: std::env::var("MAPPING_TEST_MC_PREFIX").unwrap(),
         ..MemcachedOptions::default()
     };
-    let db = Database::open_with(
-        &url,
-        Options::default().memcached(Some(m)),
-    )
-    .unwrap();
+    let db = Database::open_with(&url, Options::default().memcached(Some(m))).unwrap();
     let uuids: Vec<String> = std::env::var("MAPPING_TEST_MC_UUIDS")
         .unwrap()
         .split(',')

@@ -275,12 +275,12 @@ impl Ctx {
             ))
         })?;
         let options = {
-let mut o = Options::default();
-o.default_transport_url = self.transport_url().map(str::to_owned);
-o.default_database_connection = self.database_connection().map(str::to_owned);
-o.max_connections = 4;
-o
-};
+            let mut o = Options::default();
+            o.default_transport_url = self.transport_url().map(str::to_owned);
+            o.default_database_connection = self.database_connection().map(str::to_owned);
+            o.max_connections = 4;
+            o
+        };
         Database::open_with(url, options).map_err(fail("cannot open the API database"))
     }
 

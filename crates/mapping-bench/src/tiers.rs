@@ -151,9 +151,9 @@ fn run_backend(b: BackendKind, quick: bool, processes: usize, md: &mut String, m
             .expect("lookup")
     });
     let first = t.reopen(Options::default().cache(Some(CacheOptions {
-            capacity: ROWS,
-            ttl: Duration::from_secs(3600),
-        })));
+        capacity: ROWS,
+        ttl: Duration::from_secs(3600),
+    })));
     let mc = t.reopen(Options::default().memcached(Some(memcached(&fresh_prefix()))));
     for u in &uuids {
         first
@@ -286,7 +286,9 @@ fn worker(args: &[String]) {
         "none" => Options::default(),
         "first" => Options::default().cache(first),
         "memcached" => Options::default().memcached(Some(memcached(prefix))),
-        _ => Options::default().cache(first).memcached(Some(memcached(prefix))),
+        _ => Options::default()
+            .cache(first)
+            .memcached(Some(memcached(prefix))),
     };
     let db = Database::open_with(url, options).expect("open");
     let mut rng = seed

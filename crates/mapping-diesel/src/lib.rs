@@ -20,6 +20,10 @@
 //! # Ok::<(), mapping_model::Error>(())
 //! ```
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz_door.rs"]
+pub mod __fuzz;
 mod cache;
 mod connection;
 mod db;
@@ -27,10 +31,6 @@ mod errors;
 mod migrations;
 mod models;
 mod options;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-#[path = "fuzz_door.rs"]
-pub mod __fuzz;
 // Internal, but reachable for the fuzz targets and the schema tests (see
 // `__fuzz` and `__private`); not part of the API.
 #[doc(hidden)]
@@ -79,4 +79,3 @@ pub mod __private {
     pub use crate::schema_check;
     pub use crate::timestamp;
 }
-
