@@ -39,12 +39,12 @@ fn deadlock(db: &Database, a: &InstanceMapping, b: &InstanceMapping) {
                     let update = InstanceMappingUpdate::new().project_id(format!("t{i}"));
                     let mut lined_up = false;
                     db.transaction::<_, cell_mappings::Error, _>(|tx| {
-                        tx.instance_mappings().save(&first, &update)?;
+                        tx.instance_mappings().save(first, &update)?;
                         if !lined_up {
                             lined_up = true;
                             barrier.wait();
                         }
-                        tx.instance_mappings().save(&second, &update)?;
+                        tx.instance_mappings().save(second, &update)?;
                         Ok(())
                     })
                 })
