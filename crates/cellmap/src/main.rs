@@ -8,6 +8,10 @@
 //! stderr with exit code 255 (nova-manage's "unexpected error"); usage
 //! errors exit with 2. See `crates/cellmap/README.md`.
 
+// The doc comments of the command-line types are clap's help text, which
+// names nova.conf options as `[section]/option`: not intra-doc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod config;
 mod output;
 

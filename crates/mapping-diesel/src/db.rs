@@ -283,7 +283,7 @@ impl Database {
     ///
     /// The whole of it (adopting a database made by Nova's migrations, then
     /// the pending migrations) runs under a database-wide lock (see
-    /// [`crate::migrations::with_migration_lock`]), so that processes
+    /// `migrations::with_migration_lock`), so that processes
     /// migrating the same database at once all succeed, one after another.
     pub fn migrate(&self) -> Result<()> {
         let mut conn = self.checkout()?;

@@ -63,7 +63,7 @@ fn jitter() -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Options of a [`Database`], checked when it is opened
+/// Options of a [`Database`](crate::Database), checked when it is opened
 /// ([`Options::validate`]).
 ///
 /// Non-exhaustive, so that options can be added without breaking callers:

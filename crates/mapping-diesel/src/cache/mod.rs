@@ -58,7 +58,7 @@ use mapping_model::{Error, InstanceMapping, Result};
 
 pub(crate) use invalidation::{WriteLog, Writes};
 
-/// Size and lifetime of the first tier (see the [module docs](self)).
+/// Size and lifetime of the first tier (see [`Options::cache`](crate::Options::cache)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheOptions {
     /// Most mappings held at once (0 caches nothing).
@@ -78,7 +78,7 @@ impl Default for CacheOptions {
 }
 
 /// Settings of the memcached tier, after oslo.cache's `[cache]` options
-/// (see the [module docs](self)).
+/// (see [`Options::memcached`](crate::Options::memcached)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemcachedOptions {
     /// `host:port` of each server (`[v6addr]:port` for IPv6), oslo.cache's
