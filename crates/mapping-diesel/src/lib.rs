@@ -50,9 +50,9 @@ pub use models::instance_mapping::InstanceMappings;
 pub use models::paging::{Walk, MAX_PAGE_SIZE};
 pub use url::{BackendKind, ConnectionUrl, UrlError};
 
-/// The connection type of [`Database::with_connection`], the escape hatch
-/// of the workspace's tests and benchmark; not part of the API.
-#[doc(hidden)]
+/// A connection to any compiled-in backend: what `mapping-router`'s
+/// `target_cell` and `scatter_gather` hand to the caller's closure (and the
+/// connection type of the hidden [`Database::with_connection`] door).
 pub use connection::DbConnection;
 
 /// The backends compiled into this build (SQLite always; PostgreSQL and

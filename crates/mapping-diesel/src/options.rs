@@ -323,3 +323,48 @@ impl Options {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_field(o: Options) -> &'static str {
+        match o.validate() {
+            Err(Error::InvalidInput { field, .. }) => field,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn main_s_options_are_checked_by_validate() {
+        let o = Options::default();
+        assert!(o.validate().is_ok());
+        assert_eq!(
+            refused_field(o.clone().connect_timeout(Duration::ZERO)),
+            "connect_timeout"
+        );
+        assert_eq!(
+            refused_field(
+                o.clone()
+                    .connect_timeout(Options::MAX_WAIT + Duration::from_secs(1))
+            ),
+            "connect_timeout"
+        );
+        assert_eq!(
+            refused_field(o.clone().wsrep_sync_wait(Some(16))),
+            "wsrep_sync_wait"
+        );
+        assert!(o.clone().wsrep_sync_wait(Some(15)).validate().is_ok());
+        assert_eq!(
+            refused_field(
+                o.clone()
+                    .memcached(Some(MemcachedOptions::new(Vec::<String>::new())))
+            ),
+            "memcached.servers"
+        );
+        assert!(o
+            .memcached(Some(MemcachedOptions::new(["127.0.0.1:11211"])))
+            .validate()
+            .is_ok());
+    }
+}
