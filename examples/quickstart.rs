@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let uuids: Vec<String> = (0..INSTANCES)
         .map(|i| format!("{:08x}-0000-4000-8000-{:012x}", i + 1, i + 1))
         .collect();
-    db.transaction(|tx| {
+    db.transaction::<_, cell_mappings::Error, _>(|tx| {
         for (i, uuid) in uuids.iter().enumerate() {
             let mut new = NewInstanceMapping::new(
                 uuid.as_str(),
@@ -81,11 +81,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("mapped {INSTANCES} instances across {PROJECTS} projects");
 
     // The scheduler places one of the waiting instances.
-    let mut waiting = db.instance_mappings().get_by_instance_uuid(&uuids[0])?;
-    db.instance_mappings().save(
-        &mut waiting,
-        &InstanceMappingUpdate::new().cell(Some(&cell1)),
-    )?;
+    let waiting = db.instance_mappings().get_by_instance_uuid(&uuids[0])?;
+    db.instance_mappings()
+        .save(&waiting, &InstanceMappingUpdate::new().cell(Some(&cell1)))?;
 
     for uuid in [&uuids[0], &uuids[1], &uuids[10], &uuids[2], &uuids[20]] {
         let im = db.instance_mappings().get_by_instance_uuid(uuid)?;

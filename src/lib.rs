@@ -11,7 +11,7 @@ pub use mapping_diesel::*;
 pub use mapping_model::{
     CellMapping, CellMappingUpdate, HostMapping, HostMappingUpdate, InstanceCounts,
     InstanceMapping, InstanceMappingUpdate, NewCellMapping, NewHostMapping, NewInstanceMapping,
-    CELL0_UUID,
+    ToUuid, Uuid, CELL0_UUID, INSTANCE_MIGRATION_MARKER,
 };
 
 /// Routing to cell databases: per-cell pools, `route`, `target_cell` and

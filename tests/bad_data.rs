@@ -78,9 +78,9 @@ backend_tests! {
         assert_invalid(t.instance_mappings().get_by_instance_uuid(&marker_uuid), "instance_uuid");
         assert_invalid(t.instance_mappings().get_by_instance_uuid("not-a-uuid"), "instance_uuid");
         // Saving the odd object is refused the same way, and writes nothing.
-        let mut odd = marker[0].clone();
+        let odd = marker[0].clone();
         assert_invalid(
-            t.instance_mappings().save(&mut odd, &cell_mappings::InstanceMappingUpdate::new().queued_for_delete(true)),
+            t.instance_mappings().save(&odd, &cell_mappings::InstanceMappingUpdate::new().queued_for_delete(true)),
             "instance_uuid",
         );
         // Bulk operations on good uuids leave the odd rows alone.
@@ -133,8 +133,8 @@ backend_tests! {
             1
         );
         // A cell with NULL columns can be saved and destroyed.
-        let mut c = cell.clone();
-        t.cells().save(&mut c, &cell_mappings::CellMappingUpdate::new().disabled(true)).unwrap();
+        let c = cell.clone();
+        t.cells().save(&c, &cell_mappings::CellMappingUpdate::new().disabled(true)).unwrap();
         assert!(t.cells().get_by_uuid(&cell_uuid).unwrap().disabled);
     }
 

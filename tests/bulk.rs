@@ -1,7 +1,7 @@
 //! Batch operations: `create_bulk` (all or nothing, chunked to each backend's
 //! bind-parameter limit) and every uuid-list operation at 100,000 uuids.
 
-use cell_mappings::models::bulk::rows_per_statement;
+use cell_mappings::__private::rows_per_statement;
 use cell_mappings::{Error, NewInstanceMapping};
 use mapping_testkit::{backend_tests, new_instance, uuid};
 
@@ -121,7 +121,7 @@ backend_tests! {
     fn bulk_create_in_a_transaction_rolls_back_with_it(t) {
         let batch = news(50, "p", "u");
         let err = t
-            .transaction(|tx| {
+            .transaction::<_, cell_mappings::Error, _>(|tx| {
                 tx.instance_mappings().create_bulk(batch.clone())?;
                 Err::<(), _>(Error::InvalidInput { field: "test", reason: "roll back".into() })
             })
@@ -135,7 +135,7 @@ backend_tests! {
         let mut batch = news(30, "p", "u");
         batch.push(NewInstanceMapping::new(existing.instance_uuid.clone(), "p", "u"));
         let other = new_instance("p", "u");
-        t.transaction(|tx| {
+        t.transaction::<_, cell_mappings::Error, _>(|tx| {
             let err = tx.instance_mappings().create_bulk(batch.clone()).unwrap_err();
             assert!(matches!(err, Error::InstanceMappingExists { .. }), "{err:?}");
             tx.instance_mappings().create(other.clone())?;

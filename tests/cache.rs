@@ -11,10 +11,7 @@ use mapping_testkit::{backend_tests, TestDb};
 
 /// A second handle on the test database with the cache on.
 fn cached(t: &TestDb, capacity: usize, ttl: Duration) -> Database {
-    t.reopen(Options {
-        cache: Some(CacheOptions { capacity, ttl }),
-        ..Options::default()
-    })
+    t.reopen(Options::default().cache(Some(CacheOptions { capacity, ttl })))
 }
 
 fn stats(db: &Database) -> FirstTierStats {
@@ -44,7 +41,7 @@ backend_tests! {
         // Any spelling of the uuid finds the same entry.
         let again = db
             .instance_mappings()
-            .get_by_instance_uuid(&im.instance_uuid.to_uppercase())
+            .get_by_instance_uuid(im.instance_uuid.to_uppercase())
             .unwrap();
         assert_eq!(again, first);
         assert_eq!(again, im);
@@ -68,7 +65,7 @@ backend_tests! {
         // Once scheduled, it is cached.
         let cell = t.cell();
         let mut im = im;
-        db.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().cell(Some(&cell))).unwrap();
+        im = db.instance_mappings().save(&im, &InstanceMappingUpdate::new().cell(Some(&cell))).unwrap();
         for _ in 0..2 {
             let got = db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
             assert_eq!(got.cell_mapping.as_ref(), Some(&cell));
@@ -82,8 +79,8 @@ backend_tests! {
         let cell = t.cell();
         let mut im = t.instance(Some(&cell), "p", "u");
         db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
-        db.instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))
+        im = db.instance_mappings()
+            .save(&im, &InstanceMappingUpdate::new().queued_for_delete(true))
             .unwrap();
         assert_eq!(stats(&db).entries, 0);
         let got = db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
@@ -92,7 +89,7 @@ backend_tests! {
         // A clone of the handle shares the cache and invalidates it too.
         let clone = db.clone();
         let other = t.cell();
-        clone.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().cell(Some(&other))).unwrap();
+        im = clone.instance_mappings().save(&im, &InstanceMappingUpdate::new().cell(Some(&other))).unwrap();
         let got = db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
         assert_eq!(got.cell_mapping.as_ref(), Some(&other));
         assert_eq!(stats(&db).hits, 0);
@@ -133,8 +130,8 @@ backend_tests! {
         let mut cell = t.cell();
         let im = t.instance(Some(&cell), "p", "u");
         db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
-        db.cells()
-            .save(&mut cell, &CellMappingUpdate::new().name(Some("renamed")).disabled(true))
+        cell = db.cells()
+            .save(&cell, &CellMappingUpdate::new().name(Some("renamed")).disabled(true))
             .unwrap();
         let got = db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
         let got_cell = got.cell_mapping.unwrap();
@@ -171,8 +168,8 @@ backend_tests! {
         let cell = t.cell();
         let mut im = t.instance(Some(&cell), "p", "u");
         db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
-        t.instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))
+        im = t.instance_mappings()
+            .save(&im, &InstanceMappingUpdate::new().queued_for_delete(true))
             .unwrap();
         // Within the TTL a lookup may be served from the cache (stale); once
         // it has passed, the entry expires and the write is seen.
@@ -188,7 +185,7 @@ backend_tests! {
         let cell = t.cell();
         let im = t.instance(Some(&cell), "p", "u");
         let uncommitted = mapping_testkit::new_instance("p", "u").cell(&cell);
-        db.transaction(|tx| {
+        db.transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.instance_mappings().get_by_instance_uuid(&im.instance_uuid)?;
             tx.instance_mappings().create(uncommitted.clone())?;
             tx.instance_mappings().get_by_instance_uuid(&uncommitted.instance_uuid)?;
@@ -206,11 +203,10 @@ backend_tests! {
     fn writes_in_a_transaction_invalidate_even_when_rolled_back(t) {
         let db = cached(t, 100, LONG);
         let cell = t.cell();
-        let mut im = t.instance(Some(&cell), "p", "u");
+        let im = t.instance(Some(&cell), "p", "u");
         db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
-        let mut copy = im.clone();
-        db.transaction(|tx| {
-            tx.instance_mappings().save(&mut copy, &InstanceMappingUpdate::new().queued_for_delete(true))?;
+        db.transaction::<_, cell_mappings::Error, _>(|tx| {
+            tx.instance_mappings().save(&im, &InstanceMappingUpdate::new().queued_for_delete(true))?;
             Err::<(), _>(Error::InvalidInput { field: "test", reason: "roll back".into() })
         })
         .unwrap_err();
@@ -218,10 +214,12 @@ backend_tests! {
         let got = db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
         assert!(!got.queued_for_delete);
         // Committed: the new value is read.
-        db.transaction(|tx| {
-            tx.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))
+        let saved = db.transaction::<_, cell_mappings::Error, _>(|tx| {
+            tx.instance_mappings().save(&im, &InstanceMappingUpdate::new().queued_for_delete(true))
         })
         .unwrap();
+        assert!(saved.queued_for_delete);
+        assert!(!im.queued_for_delete, "the argument is left as it was");
         let got = db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
         assert!(got.queued_for_delete);
         assert_eq!(stats(&db).hits, 0);

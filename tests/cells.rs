@@ -52,8 +52,8 @@ backend_tests! {
         let bystander = t.cell();
         let before = cell.clone();
 
-        t.cells()
-            .save(&mut cell, &CellMappingUpdate::new().transport_url("rabbit://other:5672/"))
+        cell = t.cells()
+            .save(&cell, &CellMappingUpdate::new().transport_url("rabbit://other:5672/"))
             .unwrap();
         let got = t.cells().get_by_uuid(&cell.uuid).unwrap();
         assert_eq!(got, cell, "the object reflects what is stored");
@@ -65,8 +65,8 @@ backend_tests! {
         assert_eq!(got, expected, "nothing else changed");
 
         // A stale copy that changes one field does not write back the others.
-        let mut stale = before.clone();
-        t.cells().save(&mut stale, &CellMappingUpdate::new().disabled(true)).unwrap();
+        let stale = before.clone();
+        t.cells().save(&stale, &CellMappingUpdate::new().disabled(true)).unwrap();
         let got = t.cells().get_by_uuid(&cell.uuid).unwrap();
         assert!(got.disabled);
         assert_eq!(got.transport_url, "rabbit://other:5672/", "the stale URL was not written");
@@ -80,7 +80,7 @@ backend_tests! {
 
     fn clearing_the_name_stores_null(t) {
         let mut cell = t.cell();
-        t.cells().save(&mut cell, &CellMappingUpdate::new().name(None)).unwrap();
+        cell = t.cells().save(&cell, &CellMappingUpdate::new().name(None)).unwrap();
         assert_eq!(cell.name, None);
         assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap().name, None);
         let stored = string(t, &format!("SELECT name AS v FROM cell_mappings WHERE uuid = '{}'", cell.uuid));
@@ -89,13 +89,13 @@ backend_tests! {
 
     fn empty_save_writes_nothing(t) {
         let mut cell = t.cell();
-        t.cells().save(&mut cell, &CellMappingUpdate::new()).unwrap();
+        cell = t.cells().save(&cell, &CellMappingUpdate::new()).unwrap();
         let got = t.cells().get_by_uuid(&cell.uuid).unwrap();
         assert_eq!(got.updated_at, None, "an empty save must not touch updated_at");
         assert_eq!(got, cell);
         // It still reports a cell that is gone.
         t.cells().destroy(&cell.uuid).unwrap();
-        let err = t.cells().save(&mut cell, &CellMappingUpdate::new()).unwrap_err();
+        let err = t.cells().save(&cell, &CellMappingUpdate::new()).unwrap_err();
         assert!(matches!(err, Error::CellMappingNotFound { .. }), "{err:?}");
     }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cell_mappings::errors::{transience, Transience};
+use cell_mappings::__private::{transience, Transience};
 use cell_mappings::{
     BackendKind, Database, Error, InstanceMapping, InstanceMappingUpdate, NewCellMapping,
     NewHostMapping, NewInstanceMapping, Options, RetryPolicy,
@@ -97,11 +97,11 @@ backend_tests! {
         // Loaded through one handle, destroyed through another: the save
         // must not be a silent no-op, nor bring the row back.
         let other = t.reopen(Options::default());
-        let mut im = t.instance(None, "p", "u");
+        let im = t.instance(None, "p", "u");
         other.instance_mappings().destroy(&im.instance_uuid).unwrap();
         let err = t
             .instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))
+            .save(&im, &InstanceMappingUpdate::new().queued_for_delete(true))
             .unwrap_err();
         assert!(matches!(err, Error::InstanceMappingNotFound { .. }), "{err:?}");
         assert!(!im.queued_for_delete, "the object changed although nothing was saved");
@@ -115,10 +115,10 @@ backend_tests! {
             let (db, cell) = (t.db.clone(), cell.clone());
             let results = race(2, move |i| {
                 if i == 0 {
-                    let mut m = im.clone();
+                    let m = im.clone();
                     db.instance_mappings()
-                        .save(&mut m, &InstanceMappingUpdate::new().cell(Some(&cell)))
-                        .map(|()| "saved")
+                        .save(&m, &InstanceMappingUpdate::new().cell(Some(&cell)))
+                        .map(|_| "saved")
                 } else {
                     db.instance_mappings().destroy(&im.instance_uuid).map(|()| "destroyed")
                 }
@@ -147,16 +147,16 @@ backend_tests! {
             if i % 2 == 0 {
                 for (k, m) in mine.iter().enumerate() {
                     let mut m = m.clone();
-                    db.instance_mappings()
-                        .save(&mut m, &InstanceMappingUpdate::new().cell(Some(&cells2[(i + k) % 3])))?;
+                    m = db.instance_mappings()
+                        .save(&m, &InstanceMappingUpdate::new().cell(Some(&cells2[(i + k) % 3])))?;
                 }
                 Ok(())
             } else {
-                db.transaction(|tx| {
+                db.transaction::<_, cell_mappings::Error, _>(|tx| {
                     for (k, m) in mine.iter().enumerate().rev() {
-                        let mut m = m.clone();
+                        let m = m.clone();
                         tx.instance_mappings().save(
-                            &mut m,
+                            &m,
                             &InstanceMappingUpdate::new().cell(Some(&cells2[(i + k) % 3])).queued_for_delete(true),
                         )?;
                     }
@@ -213,10 +213,7 @@ fn real_deadlock_is_retried(t: &TestDb) {
 
     // With retries switched off the same collision surfaces as a typed,
     // transient error in one of the two callers.
-    let never = t.reopen(Options {
-        retry: RetryPolicy::never(),
-        ..Options::default()
-    });
+    let never = t.reopen(Options::default().retry(RetryPolicy::never()));
     let results = opposite_order_transactions(&never, &a, &b);
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert_eq!(failed.len(), 1, "{results:?}");
@@ -246,15 +243,15 @@ fn opposite_order_transactions(
         let (first, second) = if i == 0 { (&a, &b) } else { (&b, &a) };
         let update = InstanceMappingUpdate::new().project_id(format!("t{i}"));
         let mut lined_up = false;
-        db.transaction(|tx| {
+        db.transaction::<_, cell_mappings::Error, _>(|tx| {
             attempts2.fetch_add(1, Ordering::Relaxed);
-            tx.instance_mappings().save(&mut first.clone(), &update)?;
+            tx.instance_mappings().save(&first.clone(), &update)?;
             if !lined_up {
                 // Only the first attempt waits: a retry runs alone.
                 lined_up = true;
                 barrier.wait();
             }
-            tx.instance_mappings().save(&mut second.clone(), &update)?;
+            tx.instance_mappings().save(&second.clone(), &update)?;
             Ok(())
         })
     });
@@ -268,15 +265,15 @@ fn opposite_order_transactions(
 fn sqlite_busy_is_retried(t: &TestDb) {
     let a = t.instance(None, "p", "u");
     let b = t.instance(None, "p", "u");
-    let impatient = t.reopen(Options {
-        sqlite_busy_timeout: Duration::ZERO,
-        retry: RetryPolicy {
-            max_attempts: 10_000,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        },
-        ..Options::default()
-    });
+    let impatient = t.reopen(
+        Options::default()
+            .sqlite_busy_timeout(Duration::ZERO)
+            .retry(RetryPolicy {
+                max_attempts: 10_000,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+            }),
+    );
     // Open the impatient handle's connection before the lock is taken.
     impatient.cells().get_all().unwrap();
 
@@ -285,9 +282,9 @@ fn sqlite_busy_is_retried(t: &TestDb) {
     let watcher = impatient.clone();
     let a2 = a.clone();
     let holder = thread::spawn(move || {
-        holder_db.transaction(|tx| {
+        holder_db.transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.instance_mappings().save(
-                &mut a2.clone(),
+                &a2.clone(),
                 &InstanceMappingUpdate::new().project_id("holder"),
             )?;
             let _ = locked_tx.send(());
@@ -302,13 +299,10 @@ fn sqlite_busy_is_retried(t: &TestDb) {
         })
     });
     locked_rx.recv().unwrap();
-    let mut b2 = b.clone();
+    let b2 = b.clone();
     impatient
         .instance_mappings()
-        .save(
-            &mut b2,
-            &InstanceMappingUpdate::new().project_id("impatient"),
-        )
+        .save(&b2, &InstanceMappingUpdate::new().project_id("impatient"))
         .expect("the busy write is retried until it succeeds");
     holder.join().unwrap().unwrap();
     assert!(impatient.stats().retries >= 1);
@@ -322,22 +316,22 @@ fn sqlite_busy_is_retried(t: &TestDb) {
     assert_eq!(got(&b.instance_uuid), "impatient");
 
     // With retries off, the same refusal is a typed transient error.
-    let no_retry = t.reopen(Options {
-        sqlite_busy_timeout: Duration::ZERO,
-        retry: RetryPolicy::never(),
-        ..Options::default()
-    });
+    let no_retry = t.reopen(
+        Options::default()
+            .sqlite_busy_timeout(Duration::ZERO)
+            .retry(RetryPolicy::never()),
+    );
     no_retry.cells().get_all().unwrap();
     let err = t
-        .transaction(|tx| {
+        .transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.instance_mappings().save(
-                &mut a.clone(),
+                &a.clone(),
                 &InstanceMappingUpdate::new().project_id("again"),
             )?;
             Ok(no_retry
                 .instance_mappings()
                 .save(
-                    &mut b.clone(),
+                    &b.clone(),
                     &InstanceMappingUpdate::new().project_id("refused"),
                 )
                 .unwrap_err())
@@ -413,7 +407,7 @@ backend_tests! {
         let uuids: Vec<_> = keep.iter().map(|m| m.instance_uuid.clone()).collect();
         let before = support::snapshot(t);
         let err = t
-            .transaction(|tx| {
+            .transaction::<_, cell_mappings::Error, _>(|tx| {
                 assert_eq!(tx.instance_mappings().destroy_bulk(&uuids)?, 5);
                 tx.instance_mappings().create(NewInstanceMapping::new(uuid(), "p", "u"))?;
                 tx.cells().create(new_cell())?;

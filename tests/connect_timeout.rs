@@ -21,28 +21,19 @@ const MARGIN: Duration = Duration::from_secs(3);
 
 backend_tests! {
     fn zero_connect_timeout_and_bad_wsrep_sync_wait_are_refused(t) {
-        let zero = Database::open_with(t.url(), Options {
-            connect_timeout: Duration::ZERO,
-            ..Options::default()
-        });
+        let zero = Database::open_with(t.url(), Options::default().connect_timeout(Duration::ZERO));
         assert!(
             matches!(zero, Err(Error::InvalidInput { field: "connect_timeout", .. })),
             "{zero:?}"
         );
-        let bad = Database::open_with(t.url(), Options {
-            wsrep_sync_wait: Some(16),
-            ..Options::default()
-        });
+        let bad = Database::open_with(t.url(), Options::default().wsrep_sync_wait(Some(16)));
         assert!(
             matches!(bad, Err(Error::InvalidInput { field: "wsrep_sync_wait", .. })),
             "{bad:?}"
         );
         // In range it is accepted everywhere (only MySQL sessions use it;
         // MariaDB knows the variable with or without Galera).
-        let ok = Database::open_with(t.url(), Options {
-            wsrep_sync_wait: Some(1),
-            ..Options::default()
-        })
+        let ok = Database::open_with(t.url(), Options::default().wsrep_sync_wait(Some(1)))
         .unwrap();
         ok.check_schema().unwrap();
     }
@@ -153,12 +144,10 @@ fn callers_of_a_dead_server_all_get_a_connection_error_fast(backend: BackendKind
     let relay = Relay::new(&upstream);
     let db = Database::open_with(
         &via(t.url(), relay.port).0,
-        Options {
-            max_connections: 2,
-            connection_timeout: Duration::from_secs(30),
-            connect_timeout: CONNECT_TIMEOUT,
-            ..Options::default()
-        },
+        Options::default()
+            .max_connections(2)
+            .connection_timeout(Duration::from_secs(30))
+            .connect_timeout(CONNECT_TIMEOUT),
     )
     .unwrap();
     let cell = db.cells().create(mapping_testkit::new_cell()).unwrap();
@@ -213,10 +202,7 @@ fn a_server_that_never_answers_is_given_up_on(backend: BackendKind) {
     let start = Instant::now();
     let r = Database::open_with(
         &via(t.url(), port).0,
-        Options {
-            connect_timeout: CONNECT_TIMEOUT,
-            ..Options::default()
-        },
+        Options::default().connect_timeout(CONNECT_TIMEOUT),
     );
     let took = start.elapsed();
     match r {

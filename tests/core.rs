@@ -46,8 +46,8 @@ backend_tests! {
     fn cell_save_changes_only_what_changed(t) {
         let mut cell = t.cell();
         let before = cell.clone();
-        t.cells()
-            .save(&mut cell, &CellMappingUpdate::new().disabled(true).name(Some("renamed")))
+        cell = t.cells()
+            .save(&cell, &CellMappingUpdate::new().disabled(true).name(Some("renamed")))
             .unwrap();
         let got = t.cells().get_by_uuid(&cell.uuid).unwrap();
         assert_eq!(got, cell);
@@ -60,9 +60,9 @@ backend_tests! {
     }
 
     fn cell_save_of_missing_cell_is_not_found(t) {
-        let mut cell = t.cell();
+        let cell = t.cell();
         t.cells().destroy(&cell.uuid).unwrap();
-        let err = t.cells().save(&mut cell, &CellMappingUpdate::new().disabled(true)).unwrap_err();
+        let err = t.cells().save(&cell, &CellMappingUpdate::new().disabled(true)).unwrap_err();
         assert!(matches!(err, Error::CellMappingNotFound { .. }), "{err:?}");
     }
 
@@ -81,7 +81,7 @@ backend_tests! {
         assert!(cell0.is_cell0());
         assert_eq!(cell0.identity(), format!("{CELL0_UUID}(cell0)"));
         let mut unnamed = t.cell();
-        t.cells().save(&mut unnamed, &CellMappingUpdate::new().name(None)).unwrap();
+        unnamed = t.cells().save(&unnamed, &CellMappingUpdate::new().name(None)).unwrap();
         let got = t.cells().get_by_uuid(&unnamed.uuid).unwrap();
         assert_eq!(got.identity(), got.uuid);
         assert!(!got.is_cell0());
@@ -122,8 +122,8 @@ backend_tests! {
         assert!(im.cell_mapping.is_none());
         let got = t.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
         assert!(got.cell_mapping.is_none());
-        t.instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().cell(Some(&cell)))
+        im = t.instance_mappings()
+            .save(&im, &InstanceMappingUpdate::new().cell(Some(&cell)))
             .unwrap();
         let got = t.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
         assert_eq!(got.cell_mapping.as_ref(), Some(&cell));
@@ -132,11 +132,11 @@ backend_tests! {
     }
 
     fn save_after_destroy_is_not_found(t) {
-        let mut im = t.instance(None, "p", "u");
+        let im = t.instance(None, "p", "u");
         t.instance_mappings().destroy(&im.instance_uuid).unwrap();
         let err = t
             .instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))
+            .save(&im, &InstanceMappingUpdate::new().queued_for_delete(true))
             .unwrap_err();
         assert!(matches!(err, Error::InstanceMappingNotFound { .. }), "{err:?}");
     }
@@ -176,7 +176,7 @@ backend_tests! {
         let a = t.cell();
         let b = t.cell();
         let mut hm = t.host(&a);
-        t.host_mappings().save(&mut hm, &HostMappingUpdate::new().cell(&b)).unwrap();
+        hm = t.host_mappings().save(&hm, &HostMappingUpdate::new().cell(&b)).unwrap();
         let got = t.host_mappings().get_by_host(&hm.host).unwrap();
         assert_eq!(got.cell_mapping, b);
         assert_eq!(got, hm);
@@ -188,7 +188,7 @@ backend_tests! {
         let cell_new = new_cell();
         let im_new = new_instance("p", "u");
         let (cell_uuid, im_uuid) = (cell_new.uuid.clone(), im_new.instance_uuid.clone());
-        t.transaction(|tx| {
+        t.transaction::<_, cell_mappings::Error, _>(|tx| {
             let cell = tx.cells().create(cell_new.clone())?;
             tx.instance_mappings().create(im_new.clone().cell(&cell))?;
             Ok(())
@@ -202,7 +202,7 @@ backend_tests! {
         let cell_new = new_cell();
         let existing = t.instance(None, "p", "u");
         let err = t
-            .transaction(|tx| {
+            .transaction::<_, cell_mappings::Error, _>(|tx| {
                 tx.cells().create(cell_new.clone())?;
                 // Fails: the uuid is taken, so the cell must not stay either.
                 tx.instance_mappings()

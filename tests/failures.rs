@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use cell_mappings::errors::{transience, Transience};
+use cell_mappings::__private::{transience, Transience};
 use cell_mappings::{Database, Error, Options};
 use mapping_testkit::{compiled_backends, new_instance, TestDb};
 
@@ -57,10 +57,7 @@ fn opening_a_database_that_is_down_is_a_connection_error_without_password() {
 fn odd_options_are_refused_or_clamped_never_a_panic() {
     let err = Database::open_with(
         "sqlite://",
-        Options {
-            connection_timeout: Duration::ZERO,
-            ..Options::default()
-        },
+        Options::default().connection_timeout(Duration::ZERO),
     )
     .unwrap_err();
     assert!(
@@ -76,16 +73,16 @@ fn odd_options_are_refused_or_clamped_never_a_panic() {
     for &backend in compiled_backends() {
         let t = TestDb::with_options(
             backend,
-            Options {
-                max_connections: 0,
-                sqlite_busy_timeout: Duration::MAX,
-                retry: cell_mappings::RetryPolicy {
+            // Clamped: 0 connections counts as 1, the busy timeout is cut to
+            // i32::MAX ms, 0 attempts counts as 1.
+            Options::default()
+                .max_connections(0)
+                .sqlite_busy_timeout(Duration::MAX)
+                .retry(cell_mappings::RetryPolicy {
                     max_attempts: 0,
-                    base_delay: Duration::MAX,
-                    max_delay: Duration::MAX,
-                },
-                ..Options::default()
-            },
+                    base_delay: Duration::from_secs(3600),
+                    max_delay: Duration::from_secs(3600),
+                }),
         );
         let cell = t.cell();
         assert_eq!(t.cells().get_all().unwrap(), vec![cell], "{backend:?}");
@@ -98,6 +95,48 @@ fn odd_options_are_refused_or_clamped_never_a_panic() {
     for retry in [0, 1, 2, 64, u32::MAX] {
         assert!(p.delay(retry) <= Duration::MAX);
     }
+    // Refused when opening, naming the option: values that would make a
+    // later call panic, overflow or abort the process.
+    let huge_cache = cell_mappings::CacheOptions {
+        capacity: usize::MAX,
+        ttl: Duration::from_secs(1),
+    };
+    let forever_cache = cell_mappings::CacheOptions {
+        capacity: 10,
+        ttl: Duration::MAX,
+    };
+    let forever = cell_mappings::RetryPolicy {
+        max_delay: Duration::MAX,
+        ..cell_mappings::RetryPolicy::default()
+    };
+    for (options, field) in [
+        (
+            Options::default().connection_timeout(Duration::MAX),
+            "connection_timeout",
+        ),
+        (
+            Options::default().max_connections(u32::MAX),
+            "max_connections",
+        ),
+        (Options::default().cache(Some(huge_cache)), "cache.capacity"),
+        (Options::default().cache(Some(forever_cache)), "cache.ttl"),
+        (Options::default().retry(forever), "retry.max_delay"),
+        (
+            Options::default().sqlite_mmap_size(u64::MAX),
+            "sqlite_mmap_size",
+        ),
+    ] {
+        for &backend in compiled_backends() {
+            let url = match mapping_testkit::admin_url(backend) {
+                Some(url) => url,
+                None => "sqlite://".to_owned(),
+            };
+            match Database::open_with(&url, options.clone()) {
+                Err(Error::InvalidInput { field: got, .. }) => assert_eq!(got, field),
+                other => panic!("{field} on {backend:?}: {other:?}"),
+            }
+        }
+    }
 }
 
 #[test]
@@ -105,17 +144,15 @@ fn a_pool_with_no_free_connection_times_out() {
     for &backend in compiled_backends() {
         let t = TestDb::with_options(
             backend,
-            Options {
-                max_connections: 1,
-                connection_timeout: Duration::from_millis(250),
-                ..Options::default()
-            },
+            Options::default()
+                .max_connections(1)
+                .connection_timeout(Duration::from_millis(250)),
         );
         let cell = t.cell();
         // The open transaction holds the only connection; a call on the pool
         // waits for it, up to the timeout.
         let err = t
-            .transaction(|tx| {
+            .transaction::<_, cell_mappings::Error, _>(|tx| {
                 tx.cells().get_by_uuid(&cell.uuid)?;
                 Ok(t.cells().get_all().unwrap_err())
             })
@@ -166,7 +203,7 @@ fn killed_connections_are_survived(backend: cell_mappings::BackendKind) {
     // connection and succeeds once; nothing is written twice.
     let before = t.stats().retries;
     let killed = std::cell::Cell::new(false);
-    t.transaction(|tx| {
+    t.transaction::<_, cell_mappings::Error, _>(|tx| {
         tx.cells().get_all()?;
         if !killed.replace(true) {
             support::kill_server_connections(&t);
@@ -182,12 +219,9 @@ fn killed_connections_are_survived(backend: cell_mappings::BackendKind) {
 
     // 2b. With retries off, the same failure is a typed "connection lost"
     // error (not OutcomeUnknown: the commit was never sent), no panic.
-    let no_retry = t.reopen(Options {
-        retry: cell_mappings::RetryPolicy::never(),
-        ..Options::default()
-    });
+    let no_retry = t.reopen(Options::default().retry(cell_mappings::RetryPolicy::never()));
     let err = no_retry
-        .transaction(|tx| {
+        .transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.cells().get_all()?;
             support::kill_server_connections(&t);
             tx.instance_mappings().create(new_instance("p", "u"))?;
@@ -222,10 +256,7 @@ fn killed_connections_are_survived(backend: cell_mappings::BackendKind) {
 fn database_that_comes_back_is_served_again(backend: cell_mappings::BackendKind) {
     let t = TestDb::with_options(
         backend,
-        Options {
-            connection_timeout: Duration::from_millis(500),
-            ..Options::default()
-        },
+        Options::default().connection_timeout(Duration::from_millis(500)),
     );
     let cell = t.cell();
     let name = support::database_name(&t);

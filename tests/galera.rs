@@ -57,20 +57,18 @@ fn script(args: &str) {
 }
 
 fn options() -> Options {
-    Options {
-        max_connections: 4,
+    Options::default()
+        .max_connections(4)
         // Far longer than the connect timeout: the bound under test is the
         // connect timeout, not the pool's wait.
-        connection_timeout: Duration::from_secs(30),
-        connect_timeout: CONNECT_TIMEOUT,
-        ping_idle_after: Duration::ZERO,
-        retry: RetryPolicy {
+        .connection_timeout(Duration::from_secs(30))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .ping_idle_after(Duration::ZERO)
+        .retry(RetryPolicy {
             max_attempts: 20,
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(200),
-        },
-        ..Options::default()
-    }
+        })
 }
 
 fn open(url: &str, options: Options) -> Database {
@@ -120,13 +118,7 @@ fn text(db: &Database, sql: &str) -> String {
 /// `wsrep_sync_wait = 1` (the option under test), so that the node has
 /// applied everything the cluster committed before the read.
 fn checksum(url: &str) -> String {
-    let db = open(
-        url,
-        Options {
-            wsrep_sync_wait: Some(1),
-            ..options()
-        },
-    );
+    let db = open(url, options().wsrep_sync_wait(Some(1)));
     assert_eq!(
         text(&db, "SELECT CAST(@@SESSION.wsrep_sync_wait AS CHAR) AS v"),
         "1"
@@ -207,13 +199,13 @@ fn multi_writer_conflicts(c: &Cluster) {
                 let (cells, shared) = (&cells, &shared);
                 s.spawn(move || {
                     for i in 0..25 {
-                        let mut im = db
+                        let im = db
                             .instance_mappings()
                             .get_by_instance_uuid(&shared.instance_uuid)
                             .unwrap();
                         let cell = &cells[(n + w + i) % cells.len()];
                         db.instance_mappings()
-                            .save(&mut im, &InstanceMappingUpdate::new().cell(Some(cell)))
+                            .save(&im, &InstanceMappingUpdate::new().cell(Some(cell)))
                             .unwrap_or_else(|e| panic!("save on node {}: {e}", n + 1));
                         db.instance_mappings()
                             .create(NewInstanceMapping::new(
@@ -356,13 +348,7 @@ fn node_loss(how: &str, dbs: &[Database], victim: usize, survivors: &[String], a
     let ist_before = ist_count(victim);
 
     let check = survivors[0].clone();
-    let reader = open(
-        &check,
-        Options {
-            wsrep_sync_wait: Some(1),
-            ..options()
-        },
-    );
+    let reader = open(&check, options().wsrep_sync_wait(Some(1)));
     let mut errors = 0;
     let mut ok_creates = 0;
     let mut longest = Duration::ZERO;

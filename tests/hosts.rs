@@ -33,7 +33,7 @@ backend_tests! {
         let b = t.cell();
         let mut moved = t.host(&a);
         let stays = t.host(&a);
-        t.host_mappings().save(&mut moved, &HostMappingUpdate::new().cell(&b)).unwrap();
+        moved = t.host_mappings().save(&moved, &HostMappingUpdate::new().cell(&b)).unwrap();
         assert_eq!(moved.cell_mapping, b);
         let fresh = t.reopen(Default::default());
         let got = fresh.host_mappings().get_by_host(&moved.host).unwrap();
@@ -50,12 +50,12 @@ backend_tests! {
         let mut hm = t.host(&cell);
         let other = t.host(&cell);
         let old = hm.host.clone();
-        t.host_mappings().save(&mut hm, &HostMappingUpdate::new().host("renamed")).unwrap();
+        hm = t.host_mappings().save(&hm, &HostMappingUpdate::new().host("renamed")).unwrap();
         assert_eq!(t.host_mappings().get_by_host("renamed").unwrap(), hm);
         assert!(t.host_mappings().get_by_host(&old).unwrap_err().is_not_found());
         let err = t
             .host_mappings()
-            .save(&mut hm, &HostMappingUpdate::new().host(other.host.clone()))
+            .save(&hm, &HostMappingUpdate::new().host(other.host.clone()))
             .unwrap_err();
         match err {
             Error::HostMappingExists { host } => assert_eq!(host, other.host),
@@ -66,19 +66,19 @@ backend_tests! {
 
     fn empty_save_writes_nothing(t) {
         let mut hm = t.host(&t.cell());
-        t.host_mappings().save(&mut hm, &HostMappingUpdate::new()).unwrap();
+        hm = t.host_mappings().save(&hm, &HostMappingUpdate::new()).unwrap();
         assert_eq!(t.host_mappings().get_by_host(&hm.host).unwrap().updated_at, None);
         t.host_mappings().destroy(&hm.host).unwrap();
-        let err = t.host_mappings().save(&mut hm, &HostMappingUpdate::new()).unwrap_err();
+        let err = t.host_mappings().save(&hm, &HostMappingUpdate::new()).unwrap_err();
         assert!(matches!(err, Error::HostMappingNotFound { .. }), "{err:?}");
     }
 
     fn save_of_a_destroyed_mapping_is_not_found(t) {
         let a = t.cell();
         let b = t.cell();
-        let mut hm = t.host(&a);
+        let hm = t.host(&a);
         t.host_mappings().destroy(&hm.host).unwrap();
-        let err = t.host_mappings().save(&mut hm, &HostMappingUpdate::new().cell(&b)).unwrap_err();
+        let err = t.host_mappings().save(&hm, &HostMappingUpdate::new().cell(&b)).unwrap_err();
         match err {
             Error::HostMappingNotFound { host } => assert_eq!(host, hm.host),
             e => panic!("{e:?}"),

@@ -58,8 +58,8 @@ backend_tests! {
         let mut im = t.instance(None, "p", "u");
         let other = t.instance(None, "p", "u");
         // The API creates the mapping unscheduled; the conductor assigns the cell.
-        t.instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().cell(Some(&cell)))
+        im = t.instance_mappings()
+            .save(&im, &InstanceMappingUpdate::new().cell(Some(&cell)))
             .unwrap();
         assert_eq!(im.cell_mapping.as_ref(), Some(&cell));
         let fresh = t.reopen(Default::default());
@@ -76,16 +76,16 @@ backend_tests! {
     fn queued_for_delete_on_delete_and_restore(t) {
         let cell = t.cell();
         let mut im = t.instance(Some(&cell), "p", "u");
-        t.instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))
+        im = t.instance_mappings()
+            .save(&im, &InstanceMappingUpdate::new().queued_for_delete(true))
             .unwrap();
         let got = t.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
         assert!(got.queued_for_delete);
         assert_eq!(got.cell_mapping.as_ref(), Some(&cell));
         let w = format!("instance_uuid = '{}'", im.instance_uuid);
         assert_eq!(stored_bool(t, "instance_mappings", "queued_for_delete", &w), "true");
-        t.instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(false))
+        im = t.instance_mappings()
+            .save(&im, &InstanceMappingUpdate::new().queued_for_delete(false))
             .unwrap();
         assert!(!t.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap().queued_for_delete);
         assert_eq!(stored_bool(t, "instance_mappings", "queued_for_delete", &w), "false");
@@ -93,11 +93,11 @@ backend_tests! {
 
     fn empty_save_writes_nothing(t) {
         let mut im = t.instance(None, "p", "u");
-        t.instance_mappings().save(&mut im, &InstanceMappingUpdate::new()).unwrap();
+        im = t.instance_mappings().save(&im, &InstanceMappingUpdate::new()).unwrap();
         let got = t.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
         assert_eq!(got.updated_at, None, "an empty save must not touch updated_at");
         t.instance_mappings().destroy(&im.instance_uuid).unwrap();
-        let err = t.instance_mappings().save(&mut im, &InstanceMappingUpdate::new()).unwrap_err();
+        let err = t.instance_mappings().save(&im, &InstanceMappingUpdate::new()).unwrap_err();
         assert!(matches!(err, Error::InstanceMappingNotFound { .. }), "{err:?}");
     }
 
@@ -215,7 +215,7 @@ backend_tests! {
         // The same uuid twice, in two spellings, far enough apart to land in
         // different statements.
         let mut asked = vec![im.instance_uuid.clone()];
-        asked.extend((0..cell_mappings::models::instance_mapping::UUID_CHUNK).map(|_| uuid()));
+        asked.extend((0..cell_mappings::__private::UUID_CHUNK).map(|_| uuid()));
         asked.push(im.instance_uuid.to_uppercase());
         let got = t.instance_mappings().get_by_instance_uuids(&asked).unwrap();
         assert_eq!(got, vec![im.clone()]);
@@ -266,7 +266,7 @@ backend_tests! {
         assert!(list(&a, Some("nobody"), None).is_empty());
         assert!(t
             .instance_mappings()
-            .get_not_deleted_by_cell_and_project(&uuid(), Some("p"), None)
+            .get_not_deleted_by_cell_and_project(uuid(), Some("p"), None)
             .unwrap()
             .is_empty());
 

@@ -38,13 +38,13 @@ fn deadlock(db: &Database, a: &InstanceMapping, b: &InstanceMapping) {
                     let (first, second) = if i == 0 { (a, b) } else { (b, a) };
                     let update = InstanceMappingUpdate::new().project_id(format!("t{i}"));
                     let mut lined_up = false;
-                    db.transaction(|tx| {
-                        tx.instance_mappings().save(&mut first.clone(), &update)?;
+                    db.transaction::<_, cell_mappings::Error, _>(|tx| {
+                        tx.instance_mappings().save(first, &update)?;
                         if !lined_up {
                             lined_up = true;
                             barrier.wait();
                         }
-                        tx.instance_mappings().save(&mut second.clone(), &update)?;
+                        tx.instance_mappings().save(second, &update)?;
                         Ok(())
                     })
                 })
@@ -73,7 +73,7 @@ fn killed_connection_is_detected(t: &TestDb, db: &Database, im: &InstanceMapping
     let before = db.stats().retries;
     let killed = std::cell::Cell::new(false);
     let created = db
-        .transaction(|tx| {
+        .transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.cells().get_all()?;
             if !killed.replace(true) {
                 support::kill_server_connections(t);
@@ -120,10 +120,7 @@ fn postgres_in_german_still_retries_deadlocks_and_detects_killed_connections() {
 #[test]
 fn mariadb_in_german_still_retries_deadlocks_and_detects_killed_connections() {
     let t = TestDb::new(BackendKind::Mysql);
-    let db = t.reopen(Options {
-        max_connections: 2,
-        ..Options::default()
-    });
+    let db = t.reopen(Options::default().max_connections(2));
     // Both pooled sessions (held at once, so they are two) switch to German.
     let german = |c: &mut cell_mappings::DbConnection| -> cell_mappings::Result<String> {
         c.batch_execute("SET SESSION lc_messages = 'de_DE'")

@@ -54,10 +54,7 @@ fn mc(servers: Vec<String>) -> MemcachedOptions {
 
 /// A handle with the memcached tier only.
 fn with_mc(t: &TestDb, m: &MemcachedOptions) -> Database {
-    t.reopen(Options {
-        memcached: Some(m.clone()),
-        ..Options::default()
-    })
+    t.reopen(Options::default().memcached(Some(m.clone())))
 }
 
 fn mstats(db: &Database) -> MemcachedStats {
@@ -246,11 +243,7 @@ backend_tests! {
         assert_eq!(lookup(&b, &im.instance_uuid.to_uppercase()), Some(im.clone()));
         assert_eq!(mstats(&b).hits, 1);
         // With the first tier on too, a memcached hit fills it.
-        let both = t.reopen(Options {
-            cache: Some(CacheOptions::default()),
-            memcached: Some(m.clone()),
-            ..Options::default()
-        });
+        let both = t.reopen(Options::default().cache(Some(CacheOptions::default())).memcached(Some(m.clone())));
         for _ in 0..2 {
             assert_eq!(lookup(&both, &im.instance_uuid), Some(im.clone()));
         }
@@ -288,19 +281,19 @@ backend_tests! {
             h1 > h0
         };
         assert!(!check("start"));
-        w.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true)).unwrap();
+        im = w.instance_mappings().save(&im, &InstanceMappingUpdate::new().queued_for_delete(true)).unwrap();
         assert!(!check("save"));
-        w.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().cell(Some(&c2))).unwrap();
+        im = w.instance_mappings().save(&im, &InstanceMappingUpdate::new().cell(Some(&c2))).unwrap();
         assert!(!check("move"));
-        w.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().cell(Some(&c1))).unwrap();
+        im = w.instance_mappings().save(&im, &InstanceMappingUpdate::new().cell(Some(&c1))).unwrap();
         assert!(!check("move back"));
-        w.cells().save(&mut c1, &CellMappingUpdate::new().name(Some("renamed"))).unwrap();
+        c1 = w.cells().save(&c1, &CellMappingUpdate::new().name(Some("renamed"))).unwrap();
         assert!(!check("cell save"));
         let spare = t.cell();
         w.cells().destroy(&spare.uuid).unwrap();
         // Another cell's write leaves this mapping's value valid.
         assert!(check("another cell's destroy"));
-        w.transaction(|tx| tx.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(false)))
+        w.transaction::<_, cell_mappings::Error, _>(|tx| tx.instance_mappings().save(&im, &InstanceMappingUpdate::new().queued_for_delete(false)))
             .unwrap();
         assert!(!check("save in a transaction"));
         w.instance_mappings().destroy(&u).unwrap();
@@ -387,7 +380,7 @@ backend_tests! {
             }
             let i = step % ims.len();
             let target = &cells[(step / ims.len()) % 2];
-            w.instance_mappings().save(&mut ims[i], &InstanceMappingUpdate::new().cell(Some(target))).unwrap();
+            ims[i] = w.instance_mappings().save(&ims[i], &InstanceMappingUpdate::new().cell(Some(target))).unwrap();
             for im in &ims {
                 // Never an error, always the committed state.
                 let truth = state(lookup(t, &im.instance_uuid).as_ref());
@@ -476,14 +469,7 @@ fn reader_process() {
         key_prefix: std::env::var("MAPPING_TEST_MC_PREFIX").unwrap(),
         ..MemcachedOptions::default()
     };
-    let db = Database::open_with(
-        &url,
-        Options {
-            memcached: Some(m),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let db = Database::open_with(&url, Options::default().memcached(Some(m))).unwrap();
     let uuids: Vec<String> = std::env::var("MAPPING_TEST_MC_UUIDS")
         .unwrap()
         .split(',')
@@ -582,27 +568,26 @@ fn two_processes(backend: BackendKind, test: &str) {
                 "create"
             }
             (Some(im), 0 | 1) => {
-                let mut im = im.clone();
                 let c = &cells[next(3)];
                 a.instance_mappings()
-                    .save(&mut im, &InstanceMappingUpdate::new().cell(Some(c)))
+                    .save(im, &InstanceMappingUpdate::new().cell(Some(c)))
                     .unwrap();
                 "move"
             }
             (Some(im), 2) => {
-                let mut im = im.clone();
                 let q = !im.queued_for_delete;
                 a.instance_mappings()
-                    .save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(q))
+                    .save(im, &InstanceMappingUpdate::new().queued_for_delete(q))
                     .unwrap();
                 "queue"
             }
             (Some(_), 3) => {
                 let i = next(3);
                 let name = format!("cell-{step}");
-                a.cells()
+                cells[i] = a
+                    .cells()
                     .save(
-                        &mut cells[i],
+                        &cells[i],
                         &CellMappingUpdate::new().name(Some(name.as_str())),
                     )
                     .unwrap();

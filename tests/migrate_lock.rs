@@ -10,7 +10,7 @@ mod nova;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use cell_mappings::migrations::MIGRATIONS;
+use cell_mappings::__private::MIGRATIONS;
 use cell_mappings::Database;
 use mapping_testkit::{compiled_backends, TestDb};
 

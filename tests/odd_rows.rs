@@ -3,7 +3,7 @@
 
 mod support;
 
-use cell_mappings::{CellMapping, Error, InstanceCounts, InstanceMapping};
+use cell_mappings::{CellMapping, Error, InstanceCounts, InstanceMapping, Uuid};
 use mapping_testkit::{backend_tests, uuid, TestDb};
 use support::{raw_instance, sorted};
 
@@ -140,6 +140,50 @@ backend_tests! {
         assert_eq!(t.instance_mappings().destroy_bulk(&asked).unwrap(), 2);
         let left = t.instance_mappings().get_by_project_id(MARKER).unwrap();
         assert_eq!(uuids_of(&left), vec![spaced], "the marker stays");
+    }
+
+    fn the_marker_api_reads_and_writes_nova_s_row(t) {
+        let mut ims = t.instance_mappings();
+        assert_eq!(ims.marker().unwrap(), None);
+        // A marker written by nova-manage is read as a typed uuid.
+        let spaced = marker(t);
+        let want: Uuid = spaced.replace(' ', "-").parse().unwrap();
+        assert_eq!(ims.marker().unwrap(), Some(want));
+        // Writing replaces it with exactly what nova-manage writes.
+        let next = Uuid::new_v4();
+        ims.set_marker(next).unwrap();
+        assert_eq!(ims.marker().unwrap(), Some(next));
+        let rows = ims.get_by_project_id(MARKER).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].instance_uuid, next.to_string().replace('-', " "));
+        assert_eq!(rows[0].user_id.as_deref(), Some(MARKER));
+        assert_eq!(rows[0].cell_mapping, None);
+        assert_eq!(support::stored_bool(t, "instance_mappings", "queued_for_delete",
+            &format!("project_id = '{MARKER}'")), "false");
+        // The text forms of a uuid are accepted too.
+        ims.set_marker(next.simple().to_string().as_str()).unwrap();
+        assert_eq!(ims.marker().unwrap(), Some(next));
+        assert_eq!(ims.delete_marker().unwrap(), 1);
+        assert_eq!(ims.marker().unwrap(), None);
+        assert_eq!(ims.delete_marker().unwrap(), 0);
+        // A marker that names no uuid is a bad row, not a panic.
+        raw_instance(t, "not a uuid", None, MARKER, Some(MARKER), Some(false));
+        assert!(matches!(ims.marker(), Err(Error::BadRow { table: "instance_mappings", .. })));
+        assert!(matches!(
+            ims.set_marker("nope"),
+            Err(Error::InvalidInput { field: "marker", .. })
+        ));
+    }
+
+    fn marker_writes_join_a_caller_s_transaction(t) {
+        let next = Uuid::new_v4();
+        let r: Result<(), Error> = t.transaction(|tx| {
+            tx.instance_mappings().set_marker(next)?;
+            assert_eq!(tx.instance_mappings().marker()?, Some(next));
+            Err(Error::InvalidInput { field: "test", reason: "roll back".into() })
+        });
+        assert!(r.is_err());
+        assert_eq!(t.instance_mappings().marker().unwrap(), None, "rolled back");
     }
 
     fn old_rows_with_nulls_read_fine_everywhere(t) {

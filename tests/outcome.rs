@@ -10,7 +10,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use cell_mappings::errors::{transience, Transience};
+use cell_mappings::__private::{transience, Transience};
 use cell_mappings::{Database, Error, NewInstanceMapping, Options};
 use mapping_testkit::{new_instance, uuid};
 
@@ -106,7 +106,7 @@ fn lost_around_the_commit(backend: cell_mappings::BackendKind) {
     let new = new_instance("p", "u").cell(&cell);
     let before = t.stats().retries;
     let err = t
-        .transaction(|tx| {
+        .transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.instance_mappings().create(new.clone())?;
             support::kill_server_connections(&t);
             Ok(())
@@ -146,7 +146,7 @@ fn lost_around_the_commit(backend: cell_mappings::BackendKind) {
     let new = new_instance("p", "u").cell(&cell);
     relay.arm();
     let err = db
-        .transaction(|tx| tx.instance_mappings().create(new.clone()))
+        .transaction::<_, cell_mappings::Error, _>(|tx| tx.instance_mappings().create(new.clone()))
         .unwrap_err();
     assert!(
         matches!(err, Error::OutcomeUnknown { .. }),
@@ -215,7 +215,7 @@ fn in_memory_sqlite_survives_panics_and_errors() {
     }
     // A transaction that fails, and a raw connection error.
     let err = db
-        .transaction(|tx| {
+        .transaction::<_, cell_mappings::Error, _>(|tx| {
             tx.instance_mappings()
                 .create(NewInstanceMapping::new(uuid(), "p", "u"))?;
             tx.instance_mappings().create(NewInstanceMapping::new(

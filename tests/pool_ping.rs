@@ -50,7 +50,7 @@ fn kill_other_sessions(t: &mapping_testkit::TestDb) {
 backend_tests! {
     fn recently_used_connection_that_died_is_replaced_for_reads(t) {
         for window in [Duration::ZERO, Duration::from_secs(3600)] {
-            let db = t.reopen(Options { ping_idle_after: window, ..Options::default() });
+            let db = t.reopen(Options::default().ping_idle_after(window));
             let cell = t.cell();
             let im = t.instance(Some(&cell), "p", "u");
             // Warm the pool: one idle connection, used a moment ago.
@@ -66,7 +66,7 @@ backend_tests! {
         // A create goes without a ping; its connection turns out dead, so it
         // is run again on a fresh one (finding whether its row was written):
         // a lost connection costs no error.
-        let db = t.reopen(Options { ping_idle_after: Duration::from_secs(3600), ..Options::default() });
+        let db = t.reopen(Options::default().ping_idle_after(Duration::from_secs(3600)));
         let cell = t.cell();
         db.instance_mappings().get_counts("p", None).unwrap();
         kill_other_sessions(t);
@@ -84,7 +84,7 @@ backend_tests! {
             mmap_size: i64,
         }
         for size in [0u64, 64 * 1024 * 1024] {
-            let db = t.reopen(Options { sqlite_mmap_size: size, ..Options::default() });
+            let db = t.reopen(Options::default().sqlite_mmap_size(size));
             // Harmless elsewhere; on SQLite the pragma is what was asked for.
             let cell = t.cell();
             let im = t.instance(Some(&cell), "p", "u");

@@ -2,11 +2,11 @@
 //! migrations create, reverting and re-applying them, adopting a database made
 //! by Nova, refusing a wrongly shaped one, and the stored form of timestamps.
 
-use cell_mappings::migrations::MIGRATIONS;
-use cell_mappings::schema_check::{
+use cell_mappings::__private::schema_check::{
     self, differences, expected, introspect, SchemaDescription, DIESEL_MIGRATIONS_TABLE,
     MAPPING_TABLES,
 };
+use cell_mappings::__private::MIGRATIONS;
 use cell_mappings::{
     BackendKind, CellMappingUpdate, Database, Error, InstanceMappingUpdate, CELL0_UUID,
 };
@@ -247,15 +247,15 @@ backend_tests! {
 
         let mut cell = t.cell();
         assert_stored(raw("cell_mappings", "created_at", "uuid", &cell.uuid), cell.created_at.unwrap());
-        t.cells().save(&mut cell, &CellMappingUpdate::new().disabled(true)).unwrap();
+        cell = t.cells().save(&cell, &CellMappingUpdate::new().disabled(true)).unwrap();
         assert_stored(raw("cell_mappings", "updated_at", "uuid", &cell.uuid), cell.updated_at.unwrap());
         assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap(), cell);
 
         let mut im = t.instance_mappings().create(new_instance("p", "u")).unwrap();
         let key = im.instance_uuid.clone();
         assert_stored(raw("instance_mappings", "created_at", "instance_uuid", &key), im.created_at.unwrap());
-        t.instance_mappings()
-            .save(&mut im, &InstanceMappingUpdate::new().cell(Some(&cell)).queued_for_delete(true))
+        im = t.instance_mappings()
+            .save(&im, &InstanceMappingUpdate::new().cell(Some(&cell)).queued_for_delete(true))
             .unwrap();
         assert_stored(raw("instance_mappings", "updated_at", "instance_uuid", &key), im.updated_at.unwrap());
         assert_eq!(t.instance_mappings().get_by_instance_uuid(&key).unwrap(), im);
@@ -319,8 +319,8 @@ empty_backend_tests! {
         // And new rows can be written beside them.
         let cell = t.cell();
         let mut new = t.instance(Some(cell1), "project-a", "user-b");
-        t.instance_mappings()
-            .save(&mut new, &InstanceMappingUpdate::new().cell(Some(&cell)))
+        new = t.instance_mappings()
+            .save(&new, &InstanceMappingUpdate::new().cell(Some(&cell)))
             .unwrap();
         assert_eq!(t.instance_mappings().get_by_instance_uuid(&new.instance_uuid).unwrap(), new);
         let h = t.host(&cell);

@@ -97,11 +97,9 @@ impl Drop for Restore {
 fn survives_a_restart(backend: BackendKind) {
     let t = TestDb::with_options(
         backend,
-        Options {
-            max_connections: 4,
-            connection_timeout: Duration::from_secs(3),
-            ..Options::default()
-        },
+        Options::default()
+            .max_connections(4)
+            .connection_timeout(Duration::from_secs(3)),
     );
     let cell = t.cell();
     let mut im = t.instance(None, "p", "u");
@@ -143,8 +141,9 @@ fn survives_a_restart(backend: BackendKind) {
             .unwrap(),
         im
     );
-    t.instance_mappings()
-        .save(&mut im, &InstanceMappingUpdate::new().cell(Some(&cell)))
+    im = t
+        .instance_mappings()
+        .save(&im, &InstanceMappingUpdate::new().cell(Some(&cell)))
         .unwrap();
     let got = t
         .instance_mappings()

@@ -20,11 +20,10 @@ const DB_EXPANDED: &str = "mysql+pymysql://root:dbpw@db.example.org:3306/nova_ce
 
 /// A second handle on the test database that expands templates.
 fn expanding(t: &TestDb, mq: Option<&str>, db: Option<&str>) -> Database {
-    t.reopen(Options {
-        default_transport_url: mq.map(str::to_owned),
-        default_database_connection: db.map(str::to_owned),
-        ..Default::default()
-    })
+    let mut options = Options::default();
+    options.default_transport_url = mq.map(str::to_owned);
+    options.default_database_connection = db.map(str::to_owned);
+    t.reopen(options)
 }
 
 /// What is stored in a column of the cell, read by raw SQL.
@@ -150,7 +149,7 @@ backend_tests! {
         assert_eq!(stored(t, &cell.uuid, "database_connection").as_deref(), Some(DB_TEMPLATE));
 
         // Saving another field does not write the expanded values back.
-        db.cells().save(&mut cell, &CellMappingUpdate::new().disabled(true).name(Some("renamed"))).unwrap();
+        cell = db.cells().save(&cell, &CellMappingUpdate::new().disabled(true).name(Some("renamed"))).unwrap();
         assert_eq!(cell.transport_url, MQ_EXPANDED, "the object stays expanded");
         assert_eq!(stored(t, &cell.uuid, "transport_url").as_deref(), Some(MQ_TEMPLATE));
         assert_eq!(stored(t, &cell.uuid, "database_connection").as_deref(), Some(DB_TEMPLATE));
@@ -160,7 +159,7 @@ backend_tests! {
 
         // Saving a new template stores it raw and shows it expanded.
         let new_mq = "rabbit://{username}:{password}@{hostname}:{port}/cell1";
-        db.cells().save(&mut cell, &CellMappingUpdate::new().transport_url(new_mq)).unwrap();
+        cell = db.cells().save(&cell, &CellMappingUpdate::new().transport_url(new_mq)).unwrap();
         assert_eq!(cell.transport_url, "rabbit://nova:s3cret@mq.example.org:5672/cell1");
         assert_eq!(stored(t, &cell.uuid, "transport_url").as_deref(), Some(new_mq));
         assert_eq!(db.cells().get_by_uuid(&cell.uuid).unwrap(), cell);

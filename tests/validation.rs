@@ -6,7 +6,7 @@ mod support;
 
 use cell_mappings::{
     CellMappingUpdate, HostMappingUpdate, InstanceMappingUpdate, NewCellMapping, NewHostMapping,
-    NewInstanceMapping,
+    NewInstanceMapping, Uuid,
 };
 use mapping_testkit::{backend_tests, new_cell, new_instance, uuid};
 use support::{assert_invalid, snapshot};
@@ -24,13 +24,11 @@ fn bad_varchars() -> Vec<String> {
     ]
 }
 
-/// Values that are not UUIDs in the hyphenated form.
+/// Values that are not UUIDs in any form `Uuid::parse_str` accepts.
 fn bad_uuids() -> Vec<String> {
     vec![
         String::new(),
         "not-a-uuid".into(),
-        "a0b1c2d3e4f54789abcd0123456789ab".into(),
-        "{a0b1c2d3-e4f5-4789-abcd-0123456789ab}".into(),
         "a0b1c2d3 e4f5 4789 abcd 0123456789ab".into(),
         "a0b1c2d3-e4f5-4789-abcd-0123456789ag".into(),
         "a0b1c2d3-e4f5-4789-abcd-0123456789a\0".into(),
@@ -78,23 +76,23 @@ backend_tests! {
             assert_invalid(t.cells().destroy(&bad), "cell_uuid");
             let mut copy = cell.clone();
             copy.uuid = bad;
-            assert_invalid(t.cells().save(&mut copy, &CellMappingUpdate::new().disabled(true)), "cell_uuid");
+            assert_invalid(t.cells().save(&copy, &CellMappingUpdate::new().disabled(true)), "cell_uuid");
         }
         for bad in bad_varchars() {
-            let mut copy = cell.clone();
-            assert_invalid(t.cells().save(&mut copy, &CellMappingUpdate::new().name(Some(&bad))), "name");
+            let copy = cell.clone();
+            assert_invalid(t.cells().save(&copy, &CellMappingUpdate::new().name(Some(&bad))), "name");
             assert_eq!(copy, cell, "the object changed although the save was refused");
             assert_invalid(t.cells().get_by_project_id(&bad), "project_id");
         }
         assert_invalid(t.cells().get_by_project_id(""), "project_id");
         for bad in bad_texts() {
-            let mut copy = cell.clone();
+            let copy = cell.clone();
             assert_invalid(
-                t.cells().save(&mut copy, &CellMappingUpdate::new().disabled(true).transport_url(bad.clone())),
+                t.cells().save(&copy, &CellMappingUpdate::new().disabled(true).transport_url(bad.clone())),
                 "transport_url",
             );
             assert_invalid(
-                t.cells().save(&mut copy, &CellMappingUpdate::new().database_connection(bad)),
+                t.cells().save(&copy, &CellMappingUpdate::new().database_connection(bad)),
                 "database_connection",
             );
         }
@@ -132,7 +130,7 @@ backend_tests! {
             assert_invalid(im_api().get_not_deleted_by_cell_and_project(&bad, Some("p"), None), "cell_uuid");
             let mut copy = im.clone();
             copy.instance_uuid = bad;
-            assert_invalid(im_api().save(&mut copy, &InstanceMappingUpdate::new().queued_for_delete(true)), "instance_uuid");
+            assert_invalid(im_api().save(&copy, &InstanceMappingUpdate::new().queued_for_delete(true)), "instance_uuid");
         }
         let mut bad_required = bad_varchars();
         bad_required.push(String::new());
@@ -142,12 +140,12 @@ backend_tests! {
             assert_invalid(im_api().get_counts("p", Some(bad)), "user_id");
             assert_invalid(im_api().get_count_by_uuids_and_user(std::slice::from_ref(&im.instance_uuid), bad), "user_id");
             assert_invalid(im_api().get_not_deleted_by_cell_and_project(&cell.uuid, Some(bad), None), "project_id");
-            let mut copy = im.clone();
+            let copy = im.clone();
             assert_invalid(
-                im_api().save(&mut copy, &InstanceMappingUpdate::new().queued_for_delete(true).project_id(bad.clone())),
+                im_api().save(&copy, &InstanceMappingUpdate::new().queued_for_delete(true).project_id(bad.clone())),
                 "project_id",
             );
-            assert_invalid(im_api().save(&mut copy, &InstanceMappingUpdate::new().user_id(bad.clone())), "user_id");
+            assert_invalid(im_api().save(&copy, &InstanceMappingUpdate::new().user_id(bad.clone())), "user_id");
             assert_eq!(copy, im, "the object changed although the save was refused");
         }
         assert_invalid(im_api().get_not_deleted_by_cell_and_project(&cell.uuid, None, Some(-1)), "limit");
@@ -164,8 +162,8 @@ backend_tests! {
             assert_invalid(t.host_mappings().create(NewHostMapping::new(bad.clone(), &cell)), "host");
             assert_invalid(t.host_mappings().get_by_host(bad), "host");
             assert_invalid(t.host_mappings().destroy(bad), "host");
-            let mut copy = hm.clone();
-            assert_invalid(t.host_mappings().save(&mut copy, &HostMappingUpdate::new().host(bad.clone())), "host");
+            let copy = hm.clone();
+            assert_invalid(t.host_mappings().save(&copy, &HostMappingUpdate::new().host(bad.clone())), "host");
             assert_eq!(copy, hm);
         }
         assert_eq!(snapshot(t), before, "a refused call wrote something");
@@ -173,8 +171,8 @@ backend_tests! {
 
     fn references_to_missing_cells_are_not_found(t) {
         let cell = t.cell();
-        let mut im = t.instance(None, "p", "u");
-        let mut hm = t.host(&cell);
+        let im = t.instance(None, "p", "u");
+        let hm = t.host(&cell);
         let mut ghost = cell.clone();
         ghost.id = 999_999;
         ghost.uuid = uuid();
@@ -185,8 +183,8 @@ backend_tests! {
         };
         not_found(t.instance_mappings().create(new_instance("p", "u").cell(&ghost)).map(drop));
         not_found(t.host_mappings().create(NewHostMapping::new("ghost-host", &ghost)).map(drop));
-        not_found(t.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().cell(Some(&ghost))));
-        not_found(t.host_mappings().save(&mut hm, &HostMappingUpdate::new().cell(&ghost)));
+        not_found(t.instance_mappings().save(&im, &InstanceMappingUpdate::new().cell(Some(&ghost))).map(drop));
+        not_found(t.host_mappings().save(&hm, &HostMappingUpdate::new().cell(&ghost)).map(drop));
         assert_eq!(snapshot(t), before, "a refused call wrote something");
     }
 
@@ -200,6 +198,16 @@ backend_tests! {
         assert_eq!(t.instance_mappings().get_by_instance_uuid(&upper).unwrap(), created);
         assert_eq!(t.instance_mappings().get_by_instance_uuids(std::slice::from_ref(&upper)).unwrap(), vec![created]);
         assert_eq!(t.instance_mappings().destroy_bulk(&[upper]).unwrap(), 1);
+        // Every form `Uuid::parse_str` accepts names the same row, stored
+        // canonical (lower-case, hyphenated).
+        let u = Uuid::new_v4();
+        let created = t.instance_mappings()
+            .create(NewInstanceMapping::new(u.simple().to_string(), "p", "u")).unwrap();
+        assert_eq!(created.instance_uuid, u.to_string());
+        for form in [u.braced().to_string(), u.urn().to_string(), u.simple().to_string().to_uppercase()] {
+            assert_eq!(t.instance_mappings().get_by_instance_uuid(&form).unwrap(), created, "{form}");
+        }
+        assert_eq!(t.instance_mappings().get_by_instance_uuid(u).unwrap(), created);
     }
 
     fn values_at_the_limits_are_stored_exactly(t) {

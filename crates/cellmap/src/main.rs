@@ -8,6 +8,10 @@
 //! stderr with exit code 255 (nova-manage's "unexpected error"); usage
 //! errors exit with 2. See `crates/cellmap/README.md`.
 
+// The doc comments of the command-line types are clap's help text, which
+// names nova.conf options as `[section]/option`: not intra-doc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod config;
 mod output;
 
@@ -274,11 +278,12 @@ impl Ctx {
                 }
             ))
         })?;
-        let options = Options {
-            default_transport_url: self.transport_url().map(str::to_owned),
-            default_database_connection: self.database_connection().map(str::to_owned),
-            max_connections: 4,
-            ..Options::default()
+        let options = {
+            let mut o = Options::default();
+            o.default_transport_url = self.transport_url().map(str::to_owned);
+            o.default_database_connection = self.database_connection().map(str::to_owned);
+            o.max_connections = 4;
+            o
         };
         Database::open_with(url, options).map_err(fail("cannot open the API database"))
     }
@@ -533,7 +538,7 @@ fn update_cell(
     enable: bool,
 ) -> Result<u8, Failure> {
     let api = ctx.api()?;
-    let mut cell = match api.cells().get_by_uuid(cell_uuid) {
+    let cell = match api.cells().get_by_uuid(cell_uuid) {
         Ok(c) => c,
         Err(mapping_model::Error::CellMappingNotFound { .. }) => {
             eprintln!("Cell with uuid {cell_uuid} was not found.");
@@ -590,7 +595,7 @@ fn update_cell(
             update = update.disabled(disable);
         }
     }
-    if let Err(e) = api.cells().save(&mut cell, &update) {
+    if let Err(e) = api.cells().save(&cell, &update) {
         eprintln!("Unable to update CellMapping: {}", chain(&e));
         return Ok(2);
     }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use mapping_diesel::models::bulk::rows_per_statement;
+use mapping_diesel::__private::rows_per_statement;
 use mapping_diesel::{BackendKind, Database};
 use mapping_model::{InstanceMapping, InstanceMappingUpdate, NewInstanceMapping};
 use mapping_testkit::uuid;
@@ -184,10 +184,8 @@ pub(crate) fn run_cases(
             pair(
                 plan.at_most(pool),
                 || {
-                    let mut m = created_obj.borrow_mut().pop().expect("a created mapping");
-                    db.instance_mappings()
-                        .save(&mut m, &update)
-                        .expect("schedule");
+                    let m = created_obj.borrow_mut().pop().expect("a created mapping");
+                    db.instance_mappings().save(&m, &update).expect("schedule");
                 },
                 || {
                     let u = created_raw.borrow_mut().pop().expect("a created uuid");

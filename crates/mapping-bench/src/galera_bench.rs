@@ -65,11 +65,7 @@ fn main() {
         .to_owned();
     let single_db = fresh(&single_server, &name);
 
-    let opts = |sync: Option<u8>| Options {
-        max_connections: 1,
-        wsrep_sync_wait: sync,
-        ..Options::default()
-    };
+    let opts = |sync: Option<u8>| Options::default().max_connections(1).wsrep_sync_wait(sync);
     let setups: [(&str, &str, Option<u8>); 5] = [
         ("single MariaDB server", &single_db, None),
         ("Galera node 1, direct", &cluster_db, None),

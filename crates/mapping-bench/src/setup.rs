@@ -104,13 +104,10 @@ pub(crate) fn analyze(t: &TestDb) {
 pub(crate) fn run_backend(backend: BackendKind, args: &Args, report: &mut Report) {
     let t = TestDb::new(backend);
     let db = t.db.clone();
-    let cached = t.reopen(Options {
-        cache: Some(CacheOptions {
-            capacity: 100_000,
-            ttl: Duration::from_secs(3600),
-        }),
-        ..Options::default()
-    });
+    let cached = t.reopen(Options::default().cache(Some(CacheOptions {
+        capacity: 100_000,
+        ttl: Duration::from_secs(3600),
+    })));
     let mut raw = open_raw(&t);
     let version_sql = match backend {
         BackendKind::Sqlite => "SELECT 'SQLite ' || sqlite_version()",

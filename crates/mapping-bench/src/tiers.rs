@@ -150,17 +150,11 @@ fn run_backend(b: BackendKind, quick: bool, processes: usize, md: &mut String, m
             .get_by_instance_uuid(next())
             .expect("lookup")
     });
-    let first = t.reopen(Options {
-        cache: Some(CacheOptions {
-            capacity: ROWS,
-            ttl: Duration::from_secs(3600),
-        }),
-        ..Options::default()
-    });
-    let mc = t.reopen(Options {
-        memcached: Some(memcached(&fresh_prefix())),
-        ..Options::default()
-    });
+    let first = t.reopen(Options::default().cache(Some(CacheOptions {
+        capacity: ROWS,
+        ttl: Duration::from_secs(3600),
+    })));
+    let mc = t.reopen(Options::default().memcached(Some(memcached(&fresh_prefix()))));
     for u in &uuids {
         first
             .instance_mappings()
@@ -193,10 +187,7 @@ fn run_backend(b: BackendKind, quick: bool, processes: usize, md: &mut String, m
     let mut j = 0usize;
     let miss = single(plan, || {
         if used == ROWS {
-            cold = t.reopen(Options {
-                memcached: Some(memcached(&fresh_prefix())),
-                ..Options::default()
-            });
+            cold = t.reopen(Options::default().memcached(Some(memcached(&fresh_prefix()))));
             used = 0;
         }
         used += 1;
@@ -293,19 +284,11 @@ fn worker(args: &[String]) {
     });
     let options = match tiers.as_str() {
         "none" => Options::default(),
-        "first" => Options {
-            cache: first,
-            ..Options::default()
-        },
-        "memcached" => Options {
-            memcached: Some(memcached(prefix)),
-            ..Options::default()
-        },
-        _ => Options {
-            cache: first,
-            memcached: Some(memcached(prefix)),
-            ..Options::default()
-        },
+        "first" => Options::default().cache(first),
+        "memcached" => Options::default().memcached(Some(memcached(prefix))),
+        _ => Options::default()
+            .cache(first)
+            .memcached(Some(memcached(prefix))),
     };
     let db = Database::open_with(url, options).expect("open");
     let mut rng = seed

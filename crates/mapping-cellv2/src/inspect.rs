@@ -81,7 +81,7 @@ pub struct Problem {
     pub kind: &'static str,
     /// How many rows have it.
     pub count: u64,
-    /// Up to [`SAMPLE`] of them (instance uuids, hosts, cells).
+    /// Up to `SAMPLE` (10) of them (instance uuids, hosts, cells).
     pub sample: Vec<String>,
     /// What it means and what to do.
     pub hint: &'static str,

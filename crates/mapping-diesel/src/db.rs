@@ -9,141 +9,12 @@ use diesel::Connection;
 use diesel_migrations::MigrationHarness;
 use mapping_model::{Error, Result};
 
-use crate::cache::{CacheOptions, CacheStats, MappingCache, MemcachedOptions, WriteLog};
+use crate::cache::{CacheStats, MappingCache, WriteLog};
 use crate::connection::{DbConnection, Manager, ServerSettings, SqliteSettings};
 use crate::errors::{is_wsrep_not_ready, is_wsrep_not_ready_source, transience, Transience};
 use crate::migrations::NovaMigrations;
+pub use crate::options::{Options, RetryPolicy};
 use crate::url::{BackendKind, ConnectionUrl};
-
-/// How transient failures (deadlocks, serialization failures, lock-wait
-/// timeouts, SQLite busy) are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (1 = never retry).
-    pub max_attempts: u32,
-    /// Delay before the first retry; doubled for each further one.
-    pub base_delay: Duration,
-    /// Upper bound of one delay.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(500),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// A policy that never retries.
-    pub fn never() -> Self {
-        Self {
-            max_attempts: 1,
-            ..Self::default()
-        }
-    }
-
-    /// The delay before retry number `retry` (1-based): `base_delay` doubled
-    /// per retry, capped at `max_delay`, then jittered uniformly into
-    /// `[delay/2, delay]` so that colliding callers do not retry in lockstep.
-    pub fn delay(&self, retry: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(
-            1u32.checked_shl(retry.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        );
-        let capped = exp.min(self.max_delay);
-        let half = capped / 2;
-        half + half.mul_f64(jitter())
-    }
-}
-
-/// A number in `[0, 1)`, from the standard library's randomly keyed hasher:
-/// enough to spread retries apart without a random-number crate.
-fn jitter() -> f64 {
-    use std::hash::BuildHasher;
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let x = std::collections::hash_map::RandomState::new()
-        .hash_one(CALLS.fetch_add(1, Ordering::Relaxed));
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Options of a [`Database`].
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Most connections the pool holds (0 counts as 1; an in-memory SQLite
-    /// database always uses one).
-    pub max_connections: u32,
-    /// How long a caller waits for a pooled connection before
-    /// [`Error::PoolTimeout`] (or [`Error::Connection`] if the server cannot
-    /// be reached meanwhile).
-    pub connection_timeout: Duration,
-    /// A pooled connection idle for longer than this is pinged (one round
-    /// trip) before it is handed out; one used more recently is handed out
-    /// without a ping, and should it have died meanwhile the operation fails
-    /// (reads are retried on another connection). `Duration::ZERO` pings on
-    /// every checkout.
-    pub ping_idle_after: Duration,
-    /// How long a SQLite statement waits for a lock held elsewhere (at most
-    /// `i32::MAX` milliseconds; zero fails at once with "database is locked",
-    /// which the retry policy then retries).
-    pub sqlite_busy_timeout: Duration,
-    /// How much of a SQLite database file is read through memory mapping
-    /// (`PRAGMA mmap_size`, bytes; 0 turns it off). Reads of mapped pages
-    /// need no system call: a lookup in a 1M-row table took 7.5 µs instead
-    /// of 10.5 µs (docs/benchmarks.md). An I/O error on a mapped page is a
-    /// signal rather than an error code, which is SQLite's own caveat.
-    pub sqlite_mmap_size: u64,
-    /// Retries of transient failures.
-    pub retry: RetryPolicy,
-    /// The default against which `transport_url` templates are expanded
-    /// (Nova's `[DEFAULT]/transport_url`); `None` leaves templates as stored.
-    pub default_transport_url: Option<String>,
-    /// The default against which `database_connection` templates are expanded
-    /// (Nova's `[database]/connection`); `None` leaves templates as stored.
-    pub default_database_connection: Option<String>,
-    /// The first, in-process tier of the cache of instance-uuid lookups
-    /// (see [`crate::cache`]); `None` (the default) turns it off.
-    pub cache: Option<CacheOptions>,
-    /// How long opening one PostgreSQL or MySQL connection may take, the
-    /// handshake included (default 5 s; must be longer than zero). Separate
-    /// from `connection_timeout`: a caller waiting on the pool while the
-    /// server is unreachable gets [`Error::Connection`] once an attempt to
-    /// connect has failed, within about this bound, instead of waiting the
-    /// whole `connection_timeout`. A `connect_timeout` in the URL (seconds,
-    /// as in libpq and PyMySQL) takes precedence. Not used by SQLite.
-    pub connect_timeout: Duration,
-    /// MySQL/MariaDB Galera only: the session's `wsrep_sync_wait` (0-15), set
-    /// on every new connection, as oslo.db's `mysql_wsrep_sync_wait`. `1`
-    /// makes reads wait until the node has applied every write the cluster
-    /// committed before them (read-your-writes through a load balancer), at
-    /// the cost of that wait. `None` (default) keeps the server's setting.
-    pub wsrep_sync_wait: Option<u8>,
-    /// The memcached tier of the cache of instance-uuid lookups, shared by
-    /// every process (see [`crate::cache`]); `None` (the default) turns it off.
-    pub memcached: Option<MemcachedOptions>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            max_connections: 10,
-            connection_timeout: Duration::from_secs(30),
-            ping_idle_after: Duration::from_secs(1),
-            sqlite_busy_timeout: Duration::from_secs(5),
-            sqlite_mmap_size: 256 * 1024 * 1024,
-            retry: RetryPolicy::default(),
-            default_transport_url: None,
-            default_database_connection: None,
-            cache: None,
-            connect_timeout: Duration::from_secs(5),
-            wsrep_sync_wait: None,
-            memcached: None,
-        }
-    }
-}
 
 pub(crate) struct Shared {
     pool: r2d2::Pool<Manager>,
@@ -209,25 +80,7 @@ impl Database {
     }
 
     fn open_inner(url: &str, options: Options, connect_now: bool) -> Result<Self> {
-        if options.connection_timeout.is_zero() {
-            // The pool cannot wait "no time at all" (r2d2 would panic).
-            return Err(Error::InvalidInput {
-                field: "connection_timeout",
-                reason: "must be longer than zero".into(),
-            });
-        }
-        if options.connect_timeout.is_zero() {
-            return Err(Error::InvalidInput {
-                field: "connect_timeout",
-                reason: "must be longer than zero".into(),
-            });
-        }
-        if options.wsrep_sync_wait.is_some_and(|n| n > 15) {
-            return Err(Error::InvalidInput {
-                field: "wsrep_sync_wait",
-                reason: "must be a bit mask from 0 to 15".into(),
-            });
-        }
+        options.validate()?;
         let cache = MappingCache::from_options(&options)?;
         let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
         let backend = url.backend();
@@ -430,7 +283,7 @@ impl Database {
     ///
     /// The whole of it (adopting a database made by Nova's migrations, then
     /// the pending migrations) runs under a database-wide lock (see
-    /// [`crate::migrations::with_migration_lock`]), so that processes
+    /// `migrations::with_migration_lock`), so that processes
     /// migrating the same database at once all succeed, one after another.
     pub fn migrate(&self) -> Result<()> {
         let mut conn = self.checkout()?;
@@ -495,17 +348,98 @@ impl Database {
     /// Runs `f` in one database transaction: everything it does through the
     /// [`Tx`] is committed together, or rolled back when it returns an error.
     ///
+    /// `f` may fail with its own error type `E` (anything an [`Error`]
+    /// converts into, as in diesel): that error rolls the transaction back
+    /// and is returned as it is. A failed statement inside (a duplicate, a
+    /// missing cell) is undone alone (a savepoint), so `f` may handle the
+    /// error and carry on, on every backend.
+    ///
     /// On a transient failure (deadlock, serialization failure, SQLite busy)
     /// the whole transaction is rolled back and `f` is run again, as the
     /// retry policy allows; `f` must therefore not have effects outside the
-    /// database that cannot be repeated.
+    /// database that cannot be repeated. A transient failure seen by an
+    /// operation inside `f` counts even when `f` turned it into its own error.
     ///
     /// A connection lost before the commit was sent is retried too (the
     /// server rolls back what it had not committed); one lost while
     /// committing is [`Error::OutcomeUnknown`].
-    pub fn transaction<T>(&self, mut f: impl FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+    ///
+    /// As with diesel, the error type usually needs naming:
+    /// `db.transaction::<_, Error, _>(|tx| ...)` or a typed `let`.
+    ///
+    /// ```
+    /// # use mapping_diesel::{Database, Error};
+    /// # use mapping_model::NewInstanceMapping;
+    /// #[derive(Debug)]
+    /// enum AppError { Db(Error), Quota }
+    /// impl From<Error> for AppError { fn from(e: Error) -> Self { AppError::Db(e) } }
+    ///
+    /// let db = Database::open("sqlite://")?;
+    /// db.migrate()?;
+    /// let uuid = "0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10";
+    /// let r: Result<(), AppError> = db.transaction(|tx| {
+    ///     tx.instance_mappings().create(NewInstanceMapping::new(uuid, "p", "u"))?;
+    ///     Err(AppError::Quota) // rolls back
+    /// });
+    /// assert!(matches!(r, Err(AppError::Quota)));
+    /// assert!(db.instance_mappings().get_by_instance_uuid(uuid).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn transaction<T, E, F>(&self, mut f: F) -> Result<T, E>
+    where
+        E: From<Error>,
+        F: FnMut(&mut Tx<'_>) -> Result<T, E>,
+    {
         let mut exec = self;
-        exec.run(Op::transaction("transaction"), &mut |tx| tx.atomic(&mut f))
+        let mut caller_error: Option<E> = None;
+        let outcome = exec.run(Op::transaction("transaction"), &mut |tx| {
+            caller_error = None;
+            let transient = std::cell::Cell::new(Transience::Permanent);
+            let mut outer = Tx {
+                conn: &mut *tx.conn,
+                shared: tx.shared,
+                writes: tx.writes,
+                run: tx.run,
+                transient: &transient,
+            };
+            let url = &tx.shared.url;
+            outer.atomic(|inner| {
+                f(inner).map_err(|e| {
+                    caller_error = Some(e);
+                    match transient.get() {
+                        // Retried by `run`, as the failure inside was.
+                        Transience::RolledBack => Error::Database {
+                            operation: "transaction",
+                            source: diesel::result::Error::DatabaseError(
+                                diesel::result::DatabaseErrorKind::SerializationFailure,
+                                Box::new(
+                                    "a statement of the transaction was rolled back by the server"
+                                        .to_owned(),
+                                ),
+                            ),
+                        },
+                        // Before the commit: the server rolled back, `run`
+                        // runs the transaction again on a new connection.
+                        Transience::ConnectionLost => Error::Connection {
+                            url: url.redacted(),
+                            source: Arc::new(mapping_model::ConnectionFailure::Dead(
+                                diesel::result::Error::DatabaseError(
+                                    diesel::result::DatabaseErrorKind::ClosedConnection,
+                                    Box::new(
+                                        "the connection was lost inside the transaction".to_owned(),
+                                    ),
+                                ),
+                            )),
+                        },
+                        Transience::Permanent => Error::InvalidInput {
+                            field: "transaction",
+                            reason: "rolled back by the caller".into(),
+                        },
+                    }
+                })
+            })
+        });
+        outcome.map_err(|e| caller_error.take().unwrap_or_else(|| E::from(e)))
     }
 
     /// Runs `f` with a pooled connection and the retry policy: the door for
@@ -564,6 +498,10 @@ pub struct Tx<'a> {
     pub(crate) shared: &'a Shared,
     /// What this transaction wrote, for the cache to forget when it ends.
     pub(crate) writes: &'a WriteLog,
+    /// The last transient failure (rolled back, connection lost) an
+    /// operation inside met, so the whole transaction is retried whatever
+    /// the caller's closure returns.
+    pub(crate) transient: &'a std::cell::Cell<Transience>,
     /// The state of this attempt of the operation.
     pub(crate) run: &'a RunState,
 }
@@ -626,7 +564,7 @@ impl<'a> Tx<'a> {
     /// Runs `f` atomically: a transaction, or a savepoint inside one. The
     /// outermost one records where the write stands ([`WritePhase`]).
     pub(crate) fn atomic<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let (shared, writes, run) = (self.shared, self.writes, self.run);
+        let (shared, writes, run, transient) = (self.shared, self.writes, self.run, self.transient);
         let outermost = run.phase.get() == WritePhase::Autocommit;
         if outermost {
             run.phase.set(WritePhase::BeforeCommit);
@@ -637,6 +575,7 @@ impl<'a> Tx<'a> {
                 shared,
                 writes,
                 run,
+                transient,
             });
             if outermost && r.is_ok() {
                 run.phase.set(WritePhase::Committing);
@@ -647,6 +586,28 @@ impl<'a> Tx<'a> {
             run.phase.set(WritePhase::Autocommit);
         }
         r
+    }
+
+    /// Whether a transaction is open on the connection.
+    fn in_transaction(&mut self) -> bool {
+        use diesel::connection::TransactionManager;
+        <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(self.conn)
+            .transaction_depth()
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    /// Runs `f`, which may fail on a constraint, so that its failure leaves
+    /// an open transaction usable: inside a transaction it runs in a
+    /// savepoint (PostgreSQL refuses every further statement of a
+    /// transaction after a failed one); outside, as it is.
+    pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        if self.in_transaction() {
+            self.atomic(f)
+        } else {
+            f(self)
+        }
     }
 }
 
@@ -715,9 +676,16 @@ impl Op {
     }
 }
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for &super::Database {}
+    impl Sealed for &mut super::Tx<'_> {}
+}
+
 /// Where operations run: the pool (each call on its own connection, with
-/// retries) or an open transaction. Implemented for `&Database` and `&mut Tx`.
-pub trait Executor {
+/// retries) or an open transaction. Implemented for `&Database` and `&mut Tx`
+/// only (sealed).
+pub trait Executor: sealed::Sealed {
     /// Runs `f` with a transaction context.
     #[doc(hidden)]
     fn run<T>(&mut self, op: Op, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T>;
@@ -741,12 +709,14 @@ impl Executor for &Database {
             // `connection_timeout` and reconnected as it could.
             let mut conn = self.checkout_for(op)?;
             let writes = WriteLog::default();
+            let transient = std::cell::Cell::new(Transience::Permanent);
             let state = RunState::new();
             let result = f(&mut Tx {
                 conn: &mut conn,
                 shared: &self.shared,
                 writes: &writes,
                 run: &state,
+                transient: &transient,
             });
             let lost = matches!(&result, Err(e) if transience(e) == Transience::ConnectionLost);
             // A Galera node outside the primary component is as good as
@@ -831,7 +801,14 @@ impl Database {
 
 impl Executor for &mut Tx<'_> {
     fn run<T>(&mut self, _op: Op, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        f(self)
+        let result = f(self);
+        if let Err(e) = &result {
+            let t = transience(e);
+            if t != Transience::Permanent {
+                self.transient.set(t);
+            }
+        }
+        result
     }
 
     fn options(&self) -> &Options {

@@ -24,25 +24,36 @@
 #[doc(hidden)]
 #[path = "fuzz_door.rs"]
 pub mod __fuzz;
-pub mod cache;
-pub mod connection;
-pub mod db;
-pub mod errors;
-pub mod migrations;
-pub mod models;
+mod cache;
+mod connection;
+mod db;
+mod errors;
+mod migrations;
+mod models;
+mod options;
+// Internal, but reachable for the fuzz targets and the schema tests (see
+// `__fuzz` and `__private`); not part of the API.
+#[doc(hidden)]
 pub mod schema_check;
+#[doc(hidden)]
 pub mod timestamp;
+#[doc(hidden)]
 pub mod url;
 
 pub use cache::{CacheOptions, CacheStats, FirstTierStats, MemcachedOptions, MemcachedStats};
-pub use connection::DbConnection;
 pub use db::{Database, Executor, Options, RetryPolicy, Stats, Tx};
 pub use mapping_model as model;
 pub use mapping_model::{Error, Result};
 pub use models::cell_mapping::CellMappings;
 pub use models::host_mapping::HostMappings;
 pub use models::instance_mapping::InstanceMappings;
-pub use url::{BackendKind, ConnectionUrl};
+pub use models::paging::{Walk, MAX_PAGE_SIZE};
+pub use url::{BackendKind, ConnectionUrl, UrlError};
+
+/// A connection to any compiled-in backend: what `mapping-router`'s
+/// `target_cell` and `scatter_gather` hand to the caller's closure (and the
+/// connection type of the hidden [`Database::with_connection`] door).
+pub use connection::DbConnection;
 
 /// The backends compiled into this build (SQLite always; PostgreSQL and
 /// MySQL/MariaDB with their cargo features).
@@ -54,4 +65,17 @@ pub fn compiled_backends() -> &'static [BackendKind] {
         #[cfg(feature = "mysql")]
         BackendKind::Mysql,
     ]
+}
+
+/// Internals the workspace's tests, benchmark and testkit use; not part of
+/// the API and free to change.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::db::Op;
+    pub use crate::errors::{diesel_transience, transience, Transience};
+    pub use crate::migrations::MIGRATIONS;
+    pub use crate::models::bulk::{max_bind_params, rows_per_statement};
+    pub use crate::models::UUID_CHUNK;
+    pub use crate::schema_check;
+    pub use crate::timestamp;
 }

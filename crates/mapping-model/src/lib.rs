@@ -6,20 +6,28 @@
 //! validation shared by every backend, URL-template expansion, and the error
 //! type. `mapping-diesel` builds the database access on top.
 
-pub mod cell_mapping;
+mod cell_mapping;
 pub mod cell_schema;
-pub mod error;
-pub mod host_mapping;
-pub mod instance_mapping;
+mod error;
+mod host_mapping;
+mod ident;
+mod instance_mapping;
 pub mod schema;
+// Shared with `mapping-diesel` and the fuzz targets; not part of the API.
+#[doc(hidden)]
 pub mod url_scheme;
+#[doc(hidden)]
 pub mod url_template;
+#[doc(hidden)]
 pub mod validate;
 
 pub use cell_mapping::{CellMapping, CellMappingUpdate, NewCellMapping, CELL0_UUID};
 pub use error::{ConnectionFailure, Error, Result};
 pub use host_mapping::{HostMapping, HostMappingUpdate, NewHostMapping};
+pub use ident::ToUuid;
 pub use instance_mapping::{
     InstanceCounts, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,
+    INSTANCE_MIGRATION_MARKER,
 };
 pub use url_template::expand_url_template;
+pub use uuid::Uuid;

@@ -36,22 +36,44 @@ fn check_chars(field: &'static str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// How many characters of a refused value an error message repeats.
+pub const MAX_ECHO_CHARS: usize = 100;
+
+/// `value` as an error message repeats it: debug-quoted, cut after
+/// [`MAX_ECHO_CHARS`] characters (with the full length noted), so a huge
+/// value never makes a huge message.
+pub fn echo(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= MAX_ECHO_CHARS {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MAX_ECHO_CHARS).collect();
+        format!("{head:?}... ({n} characters)")
+    }
+}
+
+/// Parses a UUID given by the caller in any form [`uuid::Uuid::parse_str`]
+/// accepts (hyphenated in any case, 32 hex digits, braced, `urn:uuid:`).
+pub fn parse_uuid(field: &'static str, value: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(value)
+        .map_err(|e| invalid(field, format!("{} is not a UUID: {e}", echo(value))))
+}
+
 /// Checks a UUID given by the caller and returns its canonical form
 /// (lower-case, hyphenated, 36 characters), the form Nova writes.
 pub fn uuid(field: &'static str, value: &str) -> Result<String> {
-    if value.len() != 36 {
-        return Err(invalid(
-            field,
-            format!(
-                "{value:?} is not a UUID in hyphenated form (expected 36 characters, got {})",
-                value.chars().count()
-            ),
-        ));
-    }
-    match uuid::Uuid::try_parse(value) {
-        Ok(u) => Ok(u.hyphenated().to_string()),
-        Err(e) => Err(invalid(field, format!("{value:?} is not a UUID: {e}"))),
-    }
+    parse_uuid(field, value).map(|u| u.hyphenated().to_string())
+}
+
+/// True when `s` is already a UUID in the canonical stored form
+/// (lower-case, hyphenated): such a key needs no parsing.
+pub fn is_canonical_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        })
 }
 
 /// Checks a required `VARCHAR(255)` value: non-empty, at most 255 characters.
@@ -105,8 +127,6 @@ mod tests {
         for bad in [
             "",
             "not-a-uuid",
-            "a0b1c2d3e4f54789abcd0123456789ab",
-            "{a0b1c2d3-e4f5-4789-abcd-0123456789ab}",
             "a0b1c2d3 e4f5 4789 abcd 0123456789ab",
             "a0b1c2d3-e4f5-4789-abcd-0123456789aé",
         ] {
@@ -115,6 +135,17 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn huge_values_are_echoed_short() {
+        let huge = "x".repeat(1_000_000);
+        let msg = uuid("instance_uuid", &huge).unwrap_err().to_string();
+        assert!(msg.len() < 300, "{} bytes", msg.len());
+        assert!(msg.contains("1000000 characters"), "{msg}");
+        assert!(is_canonical_uuid("0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10"));
+        assert!(!is_canonical_uuid("0B9F4A36-59B8-4B8E-BF0B-4E1C9F6D2A10"));
+        assert!(!is_canonical_uuid("0b9f4a3659b84b8ebf0b4e1c9f6d2a10"));
     }
 
     #[test]

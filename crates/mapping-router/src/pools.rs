@@ -148,11 +148,9 @@ impl CellPools {
                 },
             });
         }
-        let options = Options {
-            max_connections: self.max_connections,
-            connection_timeout: self.connect_timeout,
-            ..Options::default()
-        };
+        let options = Options::default()
+            .max_connections(self.max_connections)
+            .connection_timeout(self.connect_timeout);
         let db = Database::open_lazy_for_router(&url, options).map_err(|source| match source {
             Error::Url(_) => RouterError::CellUrl { cell: uuid, source },
             source => RouterError::Connect { cell: uuid, source },

@@ -179,7 +179,7 @@ impl Router {
             .inner
             .api
             .instance_mappings()
-            .get_by_instance_uuid(&instance_uuid.to_string())
+            .get_by_instance_uuid(instance_uuid)
             .map_err(|e| match e {
                 Error::InstanceMappingNotFound { .. } => {
                     RouterError::InstanceNotFound { instance_uuid }

@@ -68,7 +68,7 @@ impl Shared {
     }
 }
 
-/// Counters of a [`WorkerPool`].
+/// Counters of the router's scatter-gather worker pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct WorkerStats {

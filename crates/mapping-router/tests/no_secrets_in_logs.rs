@@ -92,9 +92,10 @@ fn cell_passwords_stay_out_of_logs_and_errors() {
             }
         }
         // A URL change is logged with both URLs, redacted.
-        api.cells()
+        cell = api
+            .cells()
             .save(
-                &mut cell,
+                &cell,
                 &CellMappingUpdate::new().database_connection(good.db.url()),
             )
             .unwrap();

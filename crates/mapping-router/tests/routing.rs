@@ -184,8 +184,10 @@ mapping_testkit::backend_tests! {
             assert_eq!(router.target_cell(&mapping, hostnames).unwrap(), ["first"]);
             assert!(router.has_pool(uuid));
 
-            t.db.cells()
-                .save(&mut mapping, &CellMappingUpdate::new().database_connection(second.db.url()))
+            mapping = t
+                .db
+                .cells()
+                .save(&mapping, &CellMappingUpdate::new().database_connection(second.db.url()))
                 .unwrap();
             // route() reads the cell afresh: the new URL gives a new pool at once.
             let Route::Cell(target) = router.route(Uuid::parse_str(&instance).unwrap()).unwrap() else {

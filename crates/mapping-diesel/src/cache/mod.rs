@@ -58,7 +58,7 @@ use mapping_model::{Error, InstanceMapping, Result};
 
 pub(crate) use invalidation::{WriteLog, Writes};
 
-/// Size and lifetime of the first tier (see the [module docs](self)).
+/// Size and lifetime of the first tier (see [`Options::cache`](crate::Options::cache)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheOptions {
     /// Most mappings held at once (0 caches nothing).
@@ -78,7 +78,7 @@ impl Default for CacheOptions {
 }
 
 /// Settings of the memcached tier, after oslo.cache's `[cache]` options
-/// (see the [module docs](self)).
+/// (see [`Options::memcached`](crate::Options::memcached)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemcachedOptions {
     /// `host:port` of each server (`[v6addr]:port` for IPv6), oslo.cache's
@@ -124,7 +124,9 @@ impl MemcachedOptions {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the options ([`Options::validate`](crate::Options::validate)
+    /// runs it); [`Error::InvalidInput`] names the first one refused.
+    pub fn validate(&self) -> Result<()> {
         let bad = |field: &'static str, reason: String| Err(Error::InvalidInput { field, reason });
         if self.servers.is_empty() {
             return bad("memcached.servers", "no server given".into());
@@ -230,9 +232,7 @@ impl MappingCache {
     /// The cache `options` ask for, `None` when both tiers are off;
     /// [`Error::InvalidInput`] for bad memcached settings.
     pub(crate) fn from_options(options: &crate::Options) -> Result<Option<Self>> {
-        if let Some(m) = &options.memcached {
-            m.validate()?;
-        }
+        // The memcached options were checked by `Options::validate`.
         if options.cache.is_none() && options.memcached.is_none() {
             return Ok(None);
         }
@@ -321,28 +321,9 @@ impl MappingCache {
     }
 }
 
-/// True when `s` is already a UUID in the canonical form (lower-case,
-/// hyphenated): the cache can use it as a key without parsing it.
-pub(crate) fn is_canonical_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn canonical_uuids_are_recognised() {
-        assert!(is_canonical_uuid("0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10"));
-        assert!(!is_canonical_uuid("0B9F4A36-59B8-4B8E-BF0B-4E1C9F6D2A10"));
-        assert!(!is_canonical_uuid("0b9f4a3659b84b8ebf0b4e1c9f6d2a10"));
-        assert!(!is_canonical_uuid("0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a1g"));
-        assert!(!is_canonical_uuid("0b9f4a36+59b8-4b8e-bf0b-4e1c9f6d2a10"));
-    }
 
     #[test]
     fn memcached_options_are_validated() {

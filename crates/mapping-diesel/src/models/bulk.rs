@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use mapping_model::schema::{cell_mappings, instance_mappings};
 use mapping_model::{CellMapping, Error, NewInstanceMapping, Result};
 
-use super::instance_mapping::{InstanceInsert, UUID_CHUNK};
+use super::{InstanceInsert, UUID_CHUNK};
 use crate::connection::DbConnection;
 use crate::db::Tx;
 use crate::errors::{db_err, is_fk_violation, is_unique_violation};
@@ -104,6 +104,7 @@ pub(crate) fn create_bulk(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<usize> 
             written += insert_rows(tx.conn, &values)
                 .map_err(db_err("instance_mapping_list.create_bulk"))?;
         }
+        verify_cells(tx, batch)?;
         Ok(written)
     });
     match outcome {
@@ -162,6 +163,40 @@ fn existing_uuid(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<String> {
         }
     }
     Ok(uuids.first().map(|u| (*u).to_owned()).unwrap_or_default())
+}
+
+/// Checks every cell the batch names against its stored row, by id and
+/// uuid together (after the insert, which locked the rows it references):
+/// a stale or hand-built cell object is [`Error::CellMappingNotFound`].
+fn verify_cells(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<()> {
+    let mut named: HashMap<i32, &CellMapping> = HashMap::new();
+    for c in batch.rows.iter().filter_map(|r| r.cell_mapping.as_ref()) {
+        if let Some(other) = named.insert(c.id, c) {
+            if other.uuid != c.uuid {
+                return Err(Error::CellMappingNotFound {
+                    uuid: other.uuid.clone(),
+                });
+            }
+        }
+    }
+    let ids: Vec<i32> = named.keys().copied().collect();
+    let mut stored: HashMap<i32, String> = HashMap::new();
+    for chunk in ids.chunks(UUID_CHUNK) {
+        stored.extend(
+            cell_mappings::table
+                .filter(cell_mappings::id.eq_any(chunk))
+                .select((cell_mappings::id, cell_mappings::uuid))
+                .load::<(i32, String)>(tx.conn)
+                .map_err(db_err("instance_mapping_list.create_bulk"))?,
+        );
+    }
+    for (id, cell) in named {
+        let canonical = mapping_model::validate::uuid("cell_uuid", &cell.uuid)?;
+        if stored.get(&id) != Some(&canonical) {
+            return Err(Error::CellMappingNotFound { uuid: canonical });
+        }
+    }
+    Ok(())
 }
 
 /// After a foreign-key violation (the batch rolled back): the uuid of a cell

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use mapping_model::schema::{cell_mappings, host_mappings, instance_mappings};
 use mapping_model::{
     expand_url_template, validate, CellMapping, CellMappingUpdate, Error, NewCellMapping, Result,
+    ToUuid,
 };
 
 use crate::db::{Executor, Op, Options, Tx};
@@ -78,8 +79,8 @@ struct CellChanges<'a> {
     disabled: Option<bool>,
 }
 
-pub(crate) fn get_by_uuid(tx: &mut Tx<'_>, uuid: &str) -> Result<CellMapping> {
-    let uuid = validate::uuid("cell_uuid", uuid)?;
+/// The cell stored under `uuid` (canonical).
+fn get_row(tx: &mut Tx<'_>, uuid: &str) -> Result<CellMapping> {
     cell_mappings::table
         .filter(cell_mappings::uuid.eq(&uuid))
         .select(CellRow::as_select())
@@ -87,6 +88,27 @@ pub(crate) fn get_by_uuid(tx: &mut Tx<'_>, uuid: &str) -> Result<CellMapping> {
         .optional()
         .map_err(db_err("cell_mapping.get_by_uuid"))?
         .map(|r| r.into_object(&tx.shared.options))
+        .ok_or_else(|| Error::CellMappingNotFound {
+            uuid: uuid.to_owned(),
+        })
+}
+
+/// The stored row of the cell an object names, checked by id and uuid
+/// together: a stale object (its row destroyed, the id reused by another
+/// cell, as SQLite does) or a hand-built one (a real id with a made-up uuid)
+/// is [`Error::CellMappingNotFound`]. Run after the write that references
+/// the cell, in the same transaction: the write has locked the row against
+/// deletion (the foreign-key check on PostgreSQL and MySQL, the database
+/// write lock on SQLite), so what is checked is what was referenced.
+pub(crate) fn verified(tx: &mut Tx<'_>, cell: &CellMapping) -> Result<CellRow> {
+    let uuid = validate::uuid("cell_uuid", &cell.uuid)?;
+    cell_mappings::table
+        .filter(cell_mappings::id.eq(cell.id))
+        .filter(cell_mappings::uuid.eq(&uuid))
+        .select(CellRow::as_select())
+        .first(tx.conn)
+        .optional()
+        .map_err(db_err("cell_mapping.verify"))?
         .ok_or(Error::CellMappingNotFound { uuid })
 }
 
@@ -101,12 +123,14 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewCellMapping) -> Result<CellMapping
         database_connection: &new.database_connection,
         disabled: new.disabled,
     });
-    let id = match super::insert_returning_id(tx.conn, insert) {
+    let id = match tx.guarded(|tx| {
+        super::insert_returning_id(tx.conn, insert).map_err(db_err("cell_mapping.create"))
+    }) {
         Ok(id) => id,
-        Err(e) if is_unique_violation(&e) => {
+        Err(Error::Database { source, .. }) if is_unique_violation(&source) => {
             return Err(Error::CellMappingExists { uuid: new.uuid })
         }
-        Err(e) => return Err(db_err("cell_mapping.create")(e)),
+        Err(e) => return Err(e),
     };
     Ok(CellRow {
         created_at: Some(now),
@@ -123,15 +147,14 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewCellMapping) -> Result<CellMapping
 
 pub(crate) fn save(
     tx: &mut Tx<'_>,
-    cell: &mut CellMapping,
+    cell: &CellMapping,
     update: &CellMappingUpdate,
-) -> Result<()> {
+) -> Result<CellMapping> {
     update.validate()?;
     let uuid = validate::uuid("cell_uuid", &cell.uuid)?;
     if update.is_empty() {
-        // Nothing to write (not even updated_at, as in Nova); only the
-        // existence check remains.
-        return get_by_uuid(tx, &uuid).map(|_| ());
+        // Nothing to write (not even updated_at, as in Nova).
+        return get_row(tx, &uuid);
     }
     let now = tx.now();
     let changes = CellChanges {
@@ -141,31 +164,16 @@ pub(crate) fn save(
         database_connection: update.database_connection.as_deref(),
         disabled: update.disabled,
     };
-    let n = diesel::update(cell_mappings::table.filter(cell_mappings::uuid.eq(&uuid)))
-        .set(changes)
-        .execute(tx.conn)
-        .map_err(db_err("cell_mapping.save"))?;
-    if n == 0 {
-        return Err(Error::CellMappingNotFound { uuid });
-    }
-    let options = &tx.shared.options;
-    if let Some(name) = &update.name {
-        cell.name.clone_from(name);
-    }
-    if let Some(u) = &update.transport_url {
-        cell.transport_url = expand(Some(u.clone()), options.default_transport_url.as_deref());
-    }
-    if let Some(u) = &update.database_connection {
-        cell.database_connection = expand(
-            Some(u.clone()),
-            options.default_database_connection.as_deref(),
-        );
-    }
-    if let Some(d) = update.disabled {
-        cell.disabled = d;
-    }
-    cell.updated_at = Some(now);
-    Ok(())
+    tx.atomic(|tx| {
+        let n = diesel::update(cell_mappings::table.filter(cell_mappings::uuid.eq(&uuid)))
+            .set(changes)
+            .execute(tx.conn)
+            .map_err(db_err("cell_mapping.save"))?;
+        if n == 0 {
+            return Err(Error::CellMappingNotFound { uuid: uuid.clone() });
+        }
+        get_row(tx, &uuid)
+    })
 }
 
 /// Counts the instance and host mappings that point at a cell.
@@ -302,10 +310,11 @@ impl<E: Executor> CellMappings<E> {
     }
 
     /// The cell with this uuid, or [`Error::CellMappingNotFound`].
-    pub fn get_by_uuid(&mut self, uuid: &str) -> Result<CellMapping> {
+    pub fn get_by_uuid(&mut self, uuid: impl ToUuid) -> Result<CellMapping> {
+        let uuid = uuid.to_canonical("cell_uuid")?;
         self.exec
             .run(Op::read("cell_mapping.get_by_uuid"), &mut |tx| {
-                get_by_uuid(tx, uuid)
+                get_row(tx, &uuid)
             })
     }
 
@@ -333,10 +342,12 @@ impl<E: Executor> CellMappings<E> {
     }
 
     /// Writes the fields set in `update` (and `updated_at`), keyed by the
-    /// cell's uuid, and applies them to `cell`; [`Error::CellMappingNotFound`]
-    /// if the cell is gone. Fields not in `update` are not written, so the
-    /// expanded URLs of `cell` never replace stored templates. An empty
-    /// update writes nothing and only checks that the cell exists.
+    /// cell's uuid, and returns the cell as stored afterwards;
+    /// [`Error::CellMappingNotFound`] if the cell is gone. `cell` itself is
+    /// not changed (inside a transaction that may still roll back, it must
+    /// not show uncommitted values). Fields not in `update` are not
+    /// written, so the expanded URLs of `cell` never replace stored
+    /// templates. An empty update writes nothing and returns the stored cell.
     ///
     /// ```
     /// # use mapping_diesel::Database;
@@ -345,11 +356,12 @@ impl<E: Executor> CellMappings<E> {
     /// # db.migrate()?;
     /// let mut cell = db.cells().create(NewCellMapping::new(
     ///     "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e", "rabbit://mq/", "mysql://db/nova_cell1"))?;
-    /// db.cells().save(&mut cell, &CellMappingUpdate::new().disabled(true))?;
+    /// cell = db.cells().save(&cell, &CellMappingUpdate::new().disabled(true))?;
+    /// assert!(cell.disabled);
     /// assert!(db.cells().get_by_disabled(true)?.contains(&cell));
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn save(&mut self, cell: &mut CellMapping, update: &CellMappingUpdate) -> Result<()> {
+    pub fn save(&mut self, cell: &CellMapping, update: &CellMappingUpdate) -> Result<CellMapping> {
         self.exec
             .run(Op::rerunnable_write("cell_mapping.save"), &mut |tx| {
                 tx.writes.cell(&cell.uuid);
@@ -358,10 +370,11 @@ impl<E: Executor> CellMappings<E> {
     }
 
     /// Deletes the cell; [`Error::CellMappingInUse`] while mappings point at it.
-    pub fn destroy(&mut self, uuid: &str) -> Result<()> {
+    pub fn destroy(&mut self, uuid: impl ToUuid) -> Result<()> {
+        let uuid = uuid.to_canonical("cell_uuid")?;
         self.exec.run(Op::write("cell_mapping.destroy"), &mut |tx| {
-            tx.writes.cell(uuid);
-            destroy(tx, uuid)
+            tx.writes.cell(&uuid);
+            destroy(tx, &uuid)
         })
     }
 

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use mapping_model::schema::{cell_mappings, host_mappings};
 use mapping_model::{validate, Error, HostMapping, HostMappingUpdate, NewHostMapping, Result};
 
-use super::cell_mapping::CellRow;
+use super::cell_mapping::{verified, CellRow};
 use crate::db::{Executor, Op, Options, Tx};
 use crate::errors::{db_err, is_fk_violation, is_unique_violation};
 use crate::timestamp::NovaTimestamp;
@@ -86,48 +86,69 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewHostMapping) -> Result<HostMapping
         cell_id: new.cell_mapping.id,
         host: &new.host,
     });
-    let id = match super::insert_returning_id(tx.conn, insert) {
-        Ok(id) => id,
-        Err(e) if is_unique_violation(&e) => {
-            return Err(Error::HostMappingExists { host: new.host })
-        }
-        Err(e) if is_fk_violation(&e) => {
-            return Err(Error::CellMappingNotFound {
-                uuid: new.cell_mapping.uuid,
-            })
-        }
-        Err(e) => return Err(db_err("host_mapping.create")(e)),
-    };
-    Ok(HostMapping {
-        id,
-        host: new.host,
-        cell_mapping: new.cell_mapping,
+    let written = tx.atomic(|tx| {
+        let id = super::insert_returning_id(tx.conn, insert).map_err(|e| {
+            constraint_error(e, &new.host, &new.cell_mapping, "host_mapping.create")
+        })?;
+        let cell = verified(tx, &new.cell_mapping)?;
+        Ok((id, cell))
+    });
+    let (id, cell) = written?;
+    Ok(HostRow {
         created_at: Some(now),
         updated_at: None,
-    })
+        id,
+        host: new.host,
+    }
+    .into_object(cell, &tx.shared.options))
+}
+
+/// A failed write of a host mapping as the typed error it stands for.
+fn constraint_error(
+    e: diesel::result::Error,
+    host: &str,
+    cell: &mapping_model::CellMapping,
+    operation: &'static str,
+) -> Error {
+    if is_unique_violation(&e) {
+        Error::HostMappingExists {
+            host: host.to_owned(),
+        }
+    } else if is_fk_violation(&e) {
+        Error::CellMappingNotFound {
+            uuid: cell.uuid.clone(),
+        }
+    } else {
+        db_err(operation)(e)
+    }
+}
+
+/// The host mapping with this id, as stored.
+fn get_by_id(tx: &mut Tx<'_>, id: i32, host: &str) -> Result<HostMapping> {
+    let row = host_mappings::table
+        .inner_join(cell_mappings::table)
+        .filter(host_mappings::id.eq(id))
+        .select((HostRow::as_select(), CellRow::as_select()))
+        .first::<(HostRow, CellRow)>(tx.conn)
+        .optional()
+        .map_err(db_err("host_mapping.save"))?;
+    match row {
+        Some((h, c)) => Ok(h.into_object(c, &tx.shared.options)),
+        None => Err(Error::HostMappingNotFound {
+            host: host.to_owned(),
+        }),
+    }
 }
 
 pub(crate) fn save(
     tx: &mut Tx<'_>,
-    mapping: &mut HostMapping,
+    mapping: &HostMapping,
     update: &HostMappingUpdate,
-) -> Result<()> {
+) -> Result<HostMapping> {
     update.validate()?;
     if update.is_empty() {
-        // Nothing to write (not even updated_at, as in Nova); only the
-        // existence check remains.
-        let found = host_mappings::table
-            .filter(host_mappings::id.eq(mapping.id))
-            .select(host_mappings::id)
-            .first::<i32>(tx.conn)
-            .optional()
-            .map_err(db_err("host_mapping.save"))?;
-        return match found {
-            Some(_) => Ok(()),
-            None => Err(Error::HostMappingNotFound {
-                host: mapping.host.clone(),
-            }),
-        };
+        // Nothing to write (not even updated_at, as in Nova).
+        return get_by_id(tx, mapping.id, &mapping.host);
     }
     let now = tx.now();
     let changes = HostChanges {
@@ -135,40 +156,28 @@ pub(crate) fn save(
         cell_id: update.cell_mapping.as_ref().map(|c| c.id),
         host: update.host.as_deref(),
     };
-    let n = diesel::update(host_mappings::table.filter(host_mappings::id.eq(mapping.id)))
-        .set(changes)
-        .execute(tx.conn);
-    match n {
-        Ok(0) => {
-            return Err(Error::HostMappingNotFound {
-                host: mapping.host.clone(),
-            })
-        }
-        Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => {
-            return Err(Error::HostMappingExists {
-                host: update.host.clone().unwrap_or_default(),
-            })
-        }
-        Err(e) if is_fk_violation(&e) => {
-            return Err(Error::CellMappingNotFound {
-                uuid: update
+    tx.atomic(|tx| {
+        let n = diesel::update(host_mappings::table.filter(host_mappings::id.eq(mapping.id)))
+            .set(changes)
+            .execute(tx.conn)
+            .map_err(|e| {
+                let host = update.host.as_deref().unwrap_or(&mapping.host);
+                let cell = update
                     .cell_mapping
                     .as_ref()
-                    .map(|c| c.uuid.clone())
-                    .unwrap_or_default(),
-            })
+                    .unwrap_or(&mapping.cell_mapping);
+                constraint_error(e, host, cell, "host_mapping.save")
+            })?;
+        if n == 0 {
+            return Err(Error::HostMappingNotFound {
+                host: mapping.host.clone(),
+            });
         }
-        Err(e) => return Err(db_err("host_mapping.save")(e)),
-    }
-    if let Some(h) = &update.host {
-        mapping.host.clone_from(h);
-    }
-    if let Some(c) = &update.cell_mapping {
-        mapping.cell_mapping = c.clone();
-    }
-    mapping.updated_at = Some(now);
-    Ok(())
+        if let Some(cell) = &update.cell_mapping {
+            verified(tx, cell)?;
+        }
+        get_by_id(tx, mapping.id, &mapping.host)
+    })
 }
 
 pub(crate) fn destroy(tx: &mut Tx<'_>, host: &str) -> Result<()> {
@@ -226,7 +235,10 @@ impl<E: Executor> HostMappings<E> {
             })
     }
 
-    /// Creates a mapping; [`Error::HostMappingExists`] if the host has one.
+    /// Creates a mapping; [`Error::HostMappingExists`] if the host has one,
+    /// [`Error::CellMappingNotFound`] unless the cell is a stored cell (id
+    /// and uuid both match: a stale or hand-built cell object is refused).
+    /// The returned mapping carries the cell as stored.
     pub fn create(&mut self, new: NewHostMapping) -> Result<HostMapping> {
         self.exec.run(Op::write("host_mapping.create"), &mut |tx| {
             create(tx, new.clone())
@@ -234,11 +246,18 @@ impl<E: Executor> HostMappings<E> {
     }
 
     /// Writes the fields set in `update` (and `updated_at`), keyed by the
-    /// mapping's id, and applies them to `mapping`;
+    /// mapping's id, and returns the mapping as stored afterwards (`mapping`
+    /// itself is not changed);
     /// [`Error::HostMappingNotFound`] if the mapping is gone,
     /// [`Error::HostMappingExists`] on a rename to a taken host. An empty
     /// update writes nothing and only checks that the mapping exists.
-    pub fn save(&mut self, mapping: &mut HostMapping, update: &HostMappingUpdate) -> Result<()> {
+    /// The cell named by `update` must be a stored cell (id and uuid both
+    /// match), else [`Error::CellMappingNotFound`].
+    pub fn save(
+        &mut self,
+        mapping: &HostMapping,
+        update: &HostMappingUpdate,
+    ) -> Result<HostMapping> {
         self.exec
             .run(Op::rerunnable_write("host_mapping.save"), &mut |tx| {
                 save(tx, mapping, update)

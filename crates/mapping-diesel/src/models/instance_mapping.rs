@@ -4,20 +4,15 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use mapping_model::schema::{cell_mappings, instance_mappings};
 use mapping_model::{
-    validate, CellMapping, Error, InstanceCounts, InstanceMapping, InstanceMappingUpdate,
-    NewInstanceMapping, Result,
+    validate, CellMapping, Error, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,
+    Result, ToUuid,
 };
 
-use super::cell_mapping::CellRow;
-use super::on_inner;
+use super::cell_mapping::{verified, CellRow};
+use super::{on_inner, InstanceInsert, UUID_CHUNK};
 use crate::db::{Executor, Op, Options, Tx};
 use crate::errors::{db_err, is_fk_violation, is_unique_violation};
 use crate::timestamp::NovaTimestamp;
-
-/// Most uuids bound in one statement: far below the smallest bind-parameter
-/// limit of the three engines (SQLite's 32,766), so any number of uuids is
-/// handled in chunks.
-pub const UUID_CHUNK: usize = 5_000;
 
 /// An `instance_mappings` row as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -59,23 +54,10 @@ impl InstanceRow {
 
 type Joined = (InstanceRow, Option<CellRow>);
 
-fn objects(rows: Vec<Joined>, options: &Options) -> Vec<InstanceMapping> {
+pub(super) fn objects(rows: Vec<Joined>, options: &Options) -> Vec<InstanceMapping> {
     rows.into_iter()
         .map(|(im, cell)| im.into_object(cell, options))
         .collect()
-}
-
-/// One row to insert, already validated (single and bulk creates). A `None`
-/// cell is written as NULL, so rows of a multi-row insert all bind alike.
-#[derive(Insertable)]
-#[diesel(table_name = instance_mappings, treat_none_as_default_value = false)]
-pub(super) struct InstanceInsert<'a> {
-    pub created_at: NovaTimestamp,
-    pub instance_uuid: &'a str,
-    pub cell_id: Option<i32>,
-    pub project_id: &'a str,
-    pub user_id: &'a str,
-    pub queued_for_delete: bool,
 }
 
 #[derive(AsChangeset)]
@@ -91,11 +73,11 @@ struct InstanceChanges<'a> {
 /// Checks and canonicalises the uuids and drops repeats (in any spelling), so
 /// that a uuid given twice is never matched twice across chunks: no duplicate
 /// objects, no double counts, as a single SQL `IN` would behave.
-fn canonical_uuids(uuids: &[impl AsRef<str>]) -> Result<Vec<String>> {
+pub(super) fn canonical_uuids(uuids: &[impl ToUuid]) -> Result<Vec<String>> {
     let mut seen = std::collections::HashSet::with_capacity(uuids.len());
     let mut out = Vec::with_capacity(uuids.len());
     for u in uuids {
-        let u = validate::uuid("instance_uuid", u.as_ref())?;
+        let u = u.to_canonical("instance_uuid")?;
         if seen.insert(u.clone()) {
             out.push(u);
         }
@@ -235,53 +217,84 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
         user_id: &new.user_id,
         queued_for_delete,
     });
+    let write = |tx: &mut Tx<'_>| -> Result<(i32, Option<CellRow>)> {
+        let id = super::insert_returning_id(tx.conn, insert).map_err(|e| {
+            constraint_error(
+                e,
+                &new.instance_uuid,
+                new.cell_mapping.as_ref(),
+                "instance_mapping.create",
+            )
+        })?;
+        let cell = match &new.cell_mapping {
+            Some(c) => Some(verified(tx, c)?),
+            None => None,
+        };
+        Ok((id, cell))
+    };
+    // Remembered until the commit: if the commit's outcome is unknown, a
+    // retry of this create through the same handle finds its own row.
     tx.run.creates.borrow_mut().push(attempt);
-    let id = match super::insert_returning_id(tx.conn, insert) {
-        Ok(id) => id,
+    // With a cell, the insert and the check of the cell are one unit; a
+    // plain insert needs a savepoint only inside a caller's transaction.
+    let written = if new.cell_mapping.is_some() {
+        tx.atomic(write)
+    } else {
+        tx.guarded(write)
+    };
+    let (id, cell) = match written {
+        Ok(written) => written,
         Err(e) => {
             tx.run.creates.borrow_mut().pop();
-            return Err(if is_unique_violation(&e) {
-                Error::InstanceMappingExists {
-                    instance_uuid: new.instance_uuid,
-                }
-            } else if is_fk_violation(&e) {
-                missing_cell(new.cell_mapping.as_ref())
-            } else {
-                db_err("instance_mapping.create")(e)
-            });
+            return Err(e);
         }
     };
-    Ok(InstanceMapping {
-        id,
-        instance_uuid: new.instance_uuid,
-        cell_mapping: new.cell_mapping,
-        project_id: new.project_id,
-        user_id: Some(new.user_id),
-        queued_for_delete,
+    Ok(InstanceRow {
         created_at: Some(now),
         updated_at: None,
-    })
+        id,
+        instance_uuid: new.instance_uuid,
+        cell_id: cell.as_ref().map(|c| c.id),
+        project_id: new.project_id,
+        user_id: Some(new.user_id),
+        queued_for_delete: Some(queued_for_delete),
+    }
+    .into_object(cell, &tx.shared.options))
 }
 
-fn missing_cell(cell: Option<&CellMapping>) -> Error {
-    Error::CellMappingNotFound {
-        uuid: cell.map(|c| c.uuid.clone()).unwrap_or_default(),
+/// A failed write of an instance mapping as the typed error it stands for.
+fn constraint_error(
+    e: diesel::result::Error,
+    instance_uuid: &str,
+    cell: Option<&CellMapping>,
+    operation: &'static str,
+) -> Error {
+    if is_unique_violation(&e) {
+        Error::InstanceMappingExists {
+            instance_uuid: instance_uuid.to_owned(),
+        }
+    } else if is_fk_violation(&e) {
+        Error::CellMappingNotFound {
+            uuid: cell.map(|c| c.uuid.clone()).unwrap_or_default(),
+        }
+    } else {
+        db_err(operation)(e)
     }
 }
 
 pub(crate) fn save(
     tx: &mut Tx<'_>,
-    mapping: &mut InstanceMapping,
+    mapping: &InstanceMapping,
     update: &InstanceMappingUpdate,
-) -> Result<()> {
+) -> Result<InstanceMapping> {
     update.validate()?;
     let instance_uuid = validate::uuid("instance_uuid", &mapping.instance_uuid)?;
     if update.is_empty() {
-        // Nothing to write (not even updated_at, as in Nova); only the
-        // existence check remains.
-        return get_by_instance_uuid(tx, &instance_uuid).map(|_| ());
+        // Nothing to write (not even updated_at, as in Nova).
+        return get_by_instance_uuid(tx, &instance_uuid);
     }
     let now = tx.now();
+    let new_cell = update.cell_mapping.as_ref().and_then(Option::as_ref);
     let changes = InstanceChanges {
         updated_at: NovaTimestamp(now),
         cell_id: update
@@ -292,35 +305,23 @@ pub(crate) fn save(
         user_id: update.user_id.as_deref(),
         queued_for_delete: update.queued_for_delete,
     };
-    let n = diesel::update(
-        instance_mappings::table.filter(instance_mappings::instance_uuid.eq(&instance_uuid)),
-    )
-    .set(changes)
-    .execute(tx.conn);
-    match n {
-        Ok(0) => return Err(Error::InstanceMappingNotFound { instance_uuid }),
-        Ok(_) => {}
-        Err(e) if is_fk_violation(&e) => {
-            return Err(missing_cell(
-                update.cell_mapping.as_ref().and_then(Option::as_ref),
-            ))
+    tx.atomic(|tx| {
+        let n = diesel::update(
+            instance_mappings::table.filter(instance_mappings::instance_uuid.eq(&instance_uuid)),
+        )
+        .set(changes)
+        .execute(tx.conn)
+        .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))?;
+        if n == 0 {
+            return Err(Error::InstanceMappingNotFound {
+                instance_uuid: instance_uuid.clone(),
+            });
         }
-        Err(e) => return Err(db_err("instance_mapping.save")(e)),
-    }
-    if let Some(cell) = &update.cell_mapping {
-        mapping.cell_mapping.clone_from(cell);
-    }
-    if let Some(p) = &update.project_id {
-        mapping.project_id.clone_from(p);
-    }
-    if let Some(u) = &update.user_id {
-        mapping.user_id = Some(u.clone());
-    }
-    if let Some(q) = update.queued_for_delete {
-        mapping.queued_for_delete = q;
-    }
-    mapping.updated_at = Some(now);
-    Ok(())
+        if let Some(cell) = new_cell {
+            verified(tx, cell)?;
+        }
+        get_by_instance_uuid(tx, &instance_uuid)
+    })
 }
 
 pub(crate) fn destroy(tx: &mut Tx<'_>, instance_uuid: &str) -> Result<()> {
@@ -436,66 +437,6 @@ pub(crate) fn get_not_deleted_by_cell_and_project(
         .collect())
 }
 
-pub(crate) fn get_counts(
-    tx: &mut Tx<'_>,
-    project_id: &str,
-    user_id: Option<&str>,
-) -> Result<InstanceCounts> {
-    validate::required_varchar("project_id", project_id)?;
-    if let Some(u) = user_id {
-        validate::required_varchar("user_id", u)?;
-    }
-    let base = || {
-        instance_mappings::table
-            .filter(instance_mappings::project_id.eq(project_id))
-            .filter(instance_mappings::queued_for_delete.eq(false))
-    };
-    let project = on_inner!(tx.conn, |c| base().count().get_result::<i64>(c))
-        .map_err(db_err("instance_mapping_list.get_counts"))?;
-    let user = match user_id {
-        Some(u) => Some(
-            on_inner!(tx.conn, |c| base()
-                .filter(instance_mappings::user_id.eq(u))
-                .count()
-                .get_result::<i64>(c))
-            .map_err(db_err("instance_mapping_list.get_counts"))?,
-        ),
-        None => None,
-    };
-    Ok(InstanceCounts { project, user })
-}
-
-pub(crate) fn get_count_by_uuids_and_user(
-    tx: &mut Tx<'_>,
-    uuids: &[String],
-    user_id: &str,
-) -> Result<i64> {
-    validate::required_varchar("user_id", user_id)?;
-    let mut total = 0;
-    for chunk in uuids.chunks(UUID_CHUNK) {
-        total += instance_mappings::table
-            .filter(instance_mappings::instance_uuid.eq_any(chunk))
-            // `COALESCE(user_id, '') = ?`, not `user_id = ?`: the same rows
-            // (user_id given is never empty) in the column's collation, but
-            // no index on user_id applies, so the planner takes the uuid
-            // index. Without it SQLite (no statistics) read every mapping of
-            // the user through `instance_mappings_user_id_project_id_idx`
-            // (100,000 rows for 1,000 uuids in the 1M-row benchmark table),
-            // and PostgreSQL AND-ed a bitmap of all the user's rows.
-            .filter(coalesce(instance_mappings::user_id, "").eq(user_id))
-            .filter(instance_mappings::queued_for_delete.eq(false))
-            .count()
-            .get_result::<i64>(tx.conn)
-            .map_err(db_err("instance_mapping_list.get_count_by_uuids_and_user"))?;
-    }
-    Ok(total)
-}
-
-diesel::define_sql_function! {
-    /// SQL `COALESCE` of a nullable text and a fallback.
-    fn coalesce(x: diesel::sql_types::Nullable<diesel::sql_types::Text>, y: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
-
 /// Records, for the cache, that the mapping of `instance_uuid` is written.
 fn note_write(tx: &mut Tx<'_>, instance_uuid: &str) {
     if let Ok(u) = validate::uuid("instance_uuid", instance_uuid) {
@@ -508,7 +449,7 @@ fn note_write(tx: &mut Tx<'_>, instance_uuid: &str) {
 /// Obtained from [`Database::instance_mappings`](crate::Database::instance_mappings)
 /// or [`Tx::instance_mappings`](crate::Tx::instance_mappings).
 pub struct InstanceMappings<E> {
-    exec: E,
+    pub(super) exec: E,
 }
 
 impl<E: Executor> InstanceMappings<E> {
@@ -538,31 +479,19 @@ impl<E: Executor> InstanceMappings<E> {
     /// assert!(matches!(missing, Err(Error::InstanceMappingNotFound { .. })));
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn get_by_instance_uuid(&mut self, instance_uuid: &str) -> Result<InstanceMapping> {
+    pub fn get_by_instance_uuid(&mut self, instance_uuid: impl ToUuid) -> Result<InstanceMapping> {
         let op = Op::read("instance_mapping.get_by_instance_uuid");
+        let key = instance_uuid.to_canonical("instance_uuid")?;
         let ticket = match self.exec.mapping_cache() {
-            None => {
-                return self
-                    .exec
-                    .run(op, &mut |tx| get_by_instance_uuid(tx, instance_uuid))
-            }
-            Some(cache) => {
-                let canonical;
-                let key = if crate::cache::is_canonical_uuid(instance_uuid) {
-                    instance_uuid
-                } else {
-                    canonical = validate::uuid("instance_uuid", instance_uuid)?;
-                    canonical.as_str()
-                };
-                match cache.get(key) {
-                    Ok(hit) => return Ok(hit),
-                    Err(ticket) => ticket,
-                }
-            }
+            None => return self.exec.run(op, &mut |tx| get_by_instance_uuid(tx, &key)),
+            Some(cache) => match cache.get(&key) {
+                Ok(hit) => return Ok(hit),
+                Err(ticket) => ticket,
+            },
         };
         let found = self
             .exec
-            .run(op, &mut |tx| get_by_instance_uuid(tx, instance_uuid))?;
+            .run(op, &mut |tx| get_by_instance_uuid(tx, &key))?;
         if let Some(cache) = self.exec.mapping_cache() {
             cache.fill(ticket, &found);
         }
@@ -614,9 +543,13 @@ impl<E: Executor> InstanceMappings<E> {
     }
 
     /// Writes the fields set in `update` (and `updated_at`), keyed by the
-    /// instance uuid, and applies them to `mapping`; a mapping deleted
-    /// meanwhile gives [`Error::InstanceMappingNotFound`]. An empty update
-    /// writes nothing and only checks that the mapping exists.
+    /// instance uuid, and returns the mapping as stored afterwards; a
+    /// mapping deleted meanwhile gives [`Error::InstanceMappingNotFound`].
+    /// `mapping` itself is not changed: inside a transaction that may still
+    /// roll back or be retried, no object shows uncommitted values. A cell
+    /// named by `update` must be a stored cell (id and uuid both match),
+    /// else [`Error::CellMappingNotFound`]. An empty update writes nothing
+    /// and returns the stored mapping.
     ///
     /// The conductor assigns the cell once the instance is scheduled; a
     /// delete queues the mapping, a restore unqueues it:
@@ -630,8 +563,8 @@ impl<E: Executor> InstanceMappings<E> {
     /// #     "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e", "rabbit://mq/", "mysql://db/nova_cell1"))?;
     /// let uuid = "0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10";
     /// let mut im = db.instance_mappings().create(NewInstanceMapping::new(uuid, "project", "user"))?;
-    /// db.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().cell(Some(&cell)))?;
-    /// db.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().queued_for_delete(true))?;
+    /// im = db.instance_mappings().save(&im, &InstanceMappingUpdate::new().cell(Some(&cell)))?;
+    /// im = db.instance_mappings().save(&im, &InstanceMappingUpdate::new().queued_for_delete(true))?;
     ///
     /// let stored = db.instance_mappings().get_by_instance_uuid(uuid)?;
     /// assert_eq!(stored.cell_mapping.as_ref(), Some(&cell));
@@ -641,9 +574,9 @@ impl<E: Executor> InstanceMappings<E> {
     /// ```
     pub fn save(
         &mut self,
-        mapping: &mut InstanceMapping,
+        mapping: &InstanceMapping,
         update: &InstanceMappingUpdate,
-    ) -> Result<()> {
+    ) -> Result<InstanceMapping> {
         self.exec
             .run(Op::rerunnable_write("instance_mapping.save"), &mut |tx| {
                 note_write(tx, &mapping.instance_uuid);
@@ -652,11 +585,12 @@ impl<E: Executor> InstanceMappings<E> {
     }
 
     /// Deletes the mapping; [`Error::InstanceMappingNotFound`] if there is none.
-    pub fn destroy(&mut self, instance_uuid: &str) -> Result<()> {
+    pub fn destroy(&mut self, instance_uuid: impl ToUuid) -> Result<()> {
+        let instance_uuid = instance_uuid.to_canonical("instance_uuid")?;
         self.exec
             .run(Op::write("instance_mapping.destroy"), &mut |tx| {
-                note_write(tx, instance_uuid);
-                destroy(tx, instance_uuid)
+                note_write(tx, &instance_uuid);
+                destroy(tx, &instance_uuid)
             })
     }
 
@@ -678,10 +612,7 @@ impl<E: Executor> InstanceMappings<E> {
 
     /// The mappings of these instances (unknown uuids are ignored; unscheduled
     /// mappings are included), in any order.
-    pub fn get_by_instance_uuids(
-        &mut self,
-        uuids: &[impl AsRef<str>],
-    ) -> Result<Vec<InstanceMapping>> {
+    pub fn get_by_instance_uuids(&mut self, uuids: &[impl ToUuid]) -> Result<Vec<InstanceMapping>> {
         let uuids = canonical_uuids(uuids)?;
         self.exec.run(
             Op::read("instance_mapping_list.get_by_instance_uuids"),
@@ -691,7 +622,7 @@ impl<E: Executor> InstanceMappings<E> {
 
     /// Deletes the mappings of these instances in one transaction; returns
     /// how many rows went (unknown uuids are fine).
-    pub fn destroy_bulk(&mut self, uuids: &[impl AsRef<str>]) -> Result<usize> {
+    pub fn destroy_bulk(&mut self, uuids: &[impl ToUuid]) -> Result<usize> {
         let uuids = canonical_uuids(uuids)?;
         self.exec
             .run(Op::write("instance_mapping_list.destroy_bulk"), &mut |tx| {
@@ -727,59 +658,14 @@ impl<E: Executor> InstanceMappings<E> {
     /// ```
     pub fn get_not_deleted_by_cell_and_project(
         &mut self,
-        cell_uuid: &str,
+        cell_uuid: impl ToUuid,
         project_id: Option<&str>,
         limit: Option<i64>,
     ) -> Result<Vec<InstanceMapping>> {
+        let cell_uuid = cell_uuid.to_canonical("cell_uuid")?;
         self.exec.run(
             Op::read("instance_mapping_list.get_not_deleted_by_cell_and_project"),
-            &mut |tx| get_not_deleted_by_cell_and_project(tx, cell_uuid, project_id, limit),
-        )
-    }
-
-    /// Counts of the project's (and the user's) mappings whose
-    /// queued_for_delete is false (NULL rows are not counted: their state is
-    /// unknown). `user` is `None` when no user is asked for.
-    ///
-    /// ```
-    /// # use mapping_diesel::Database;
-    /// # use mapping_model::{Error, InstanceCounts, NewInstanceMapping};
-    /// # let db = Database::open("sqlite://")?;
-    /// # db.migrate()?;
-    /// let mut ims = db.instance_mappings();
-    /// ims.create(NewInstanceMapping::new("0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10", "project", "alice"))?;
-    /// ims.create(NewInstanceMapping::new("5f0c2a0e-6f56-4a7d-8e1b-2d0c9a8b7e61", "project", "bob"))?;
-    /// ims.create(
-    ///     NewInstanceMapping::new("9d3e7c1a-2b4f-4c6d-8e0f-1a2b3c4d5e6f", "project", "alice")
-    ///         .queued_for_delete(true),
-    /// )?;
-    ///
-    /// assert_eq!(ims.get_counts("project", Some("alice"))?, InstanceCounts { project: 2, user: Some(1) });
-    /// assert_eq!(ims.get_counts("project", None)?, InstanceCounts { project: 2, user: None });
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn get_counts(
-        &mut self,
-        project_id: &str,
-        user_id: Option<&str>,
-    ) -> Result<InstanceCounts> {
-        self.exec
-            .run(Op::read("instance_mapping_list.get_counts"), &mut |tx| {
-                get_counts(tx, project_id, user_id)
-            })
-    }
-
-    /// How many of these instances belong to the user and are not queued for
-    /// delete (false only).
-    pub fn get_count_by_uuids_and_user(
-        &mut self,
-        uuids: &[impl AsRef<str>],
-        user_id: &str,
-    ) -> Result<i64> {
-        let uuids = canonical_uuids(uuids)?;
-        self.exec.run(
-            Op::read("instance_mapping_list.get_count_by_uuids_and_user"),
-            &mut |tx| get_count_by_uuids_and_user(tx, &uuids, user_id),
+            &mut |tx| get_not_deleted_by_cell_and_project(tx, &cell_uuid, project_id, limit),
         )
     }
 }

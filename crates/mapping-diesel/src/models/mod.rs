@@ -2,16 +2,40 @@
 
 pub mod bulk;
 pub mod cell_mapping;
+mod counts;
 pub mod host_mapping;
 pub mod instance_mapping;
+mod marker;
+pub mod paging;
 
 use diesel::backend::Backend;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::Integer;
 
+use mapping_model::schema::instance_mappings;
+
 use crate::connection::{DbConnection, MultiBackend};
+use crate::timestamp::NovaTimestamp;
 use crate::url::BackendKind;
+
+/// Most uuids bound in one statement: far below the smallest bind-parameter
+/// limit of the three engines (SQLite's 32,766), so any number of uuids is
+/// handled in chunks.
+pub const UUID_CHUNK: usize = 5_000;
+
+/// One row to insert, already validated (single and bulk creates). A `None`
+/// cell is written as NULL, so rows of a multi-row insert all bind alike.
+#[derive(Insertable)]
+#[diesel(table_name = instance_mappings, treat_none_as_default_value = false)]
+pub(crate) struct InstanceInsert<'a> {
+    pub created_at: NovaTimestamp,
+    pub instance_uuid: &'a str,
+    pub cell_id: Option<i32>,
+    pub project_id: &'a str,
+    pub user_id: &'a str,
+    pub queued_for_delete: bool,
+}
 
 /// Runs the same diesel expression on the inner connection of whichever
 /// backend `conn` holds: `on_inner!(tx.conn, |c| query.load::<Row>(c))`.

@@ -104,7 +104,7 @@ fn table_options(backend: BackendKind) -> BTreeMap<String, String> {
 }
 
 /// The schema Nova's own migrations produce for the three tables on
-/// `backend` (SPEC §2), as [`introspect`] reports it.
+/// `backend` (SPEC §2), as `introspect` reports it.
 pub fn expected(backend: BackendKind) -> SchemaDescription {
     let t = Types::of(backend);
     let timestamps = || {

@@ -5,8 +5,8 @@
 //! [`SchemaDescription`]: per table, the columns in physical order (type as
 //! the engine reports it, nullability, default, auto-increment), the primary
 //! key, the indexes, the unique constraints, the foreign keys and, on MySQL,
-//! the engine and character set. [`expected`] gives the description of the
-//! schema Nova's migrations produce on a backend, [`introspect`] reads the
+//! the engine and character set. `expected` gives the description of the
+//! schema Nova's migrations produce on a backend, `introspect` reads the
 //! description of a live database from its catalog, and [`differences`]
 //! compares the two line by line. [`check`] puts the three together.
 //!
