@@ -1,5 +1,5 @@
 //! `migrate()` under a database-wide lock: four OS processes (this test
-//! binary re-run as a child, see `migrate_child`) migrate the same empty
+//! binary re-run as a child, see `run_as_child`) migrate the same empty
 //! database at once, and four adopt the same database made by Nova's
 //! migrations, on every backend. Every process returns Ok and the result is
 //! one correct schema.
@@ -17,32 +17,30 @@ use mapping_testkit::{compiled_backends, TestDb};
 const CHILD_URL: &str = "MAPPING_MIGRATE_CHILD_URL";
 const PROCESSES: usize = 4;
 
-/// Run only by `migrate_in_processes`: waits until the parent closes its
-/// stdin (so that all children start together), then migrates.
-#[test]
-#[ignore = "a child process of migrate_in_processes"]
-fn migrate_child() {
-    let url = std::env::var(CHILD_URL).expect("run by the parent test only");
+/// The child's side: when this binary was re-run by `migrate_in_processes`
+/// (the environment names the database), waits until the parent closes its
+/// stdin (so that all children start together), migrates, and returns true.
+/// The child re-runs the parent's own test, so no test is ever ignored.
+fn run_as_child() -> bool {
+    let Ok(url) = std::env::var(CHILD_URL) else {
+        return false;
+    };
     let mut go = Vec::new();
     std::io::stdin().read_to_end(&mut go).unwrap();
     let db = Database::open(&url).expect("open");
     db.migrate().expect("migrate");
+    true
 }
 
-/// Starts four children on `url`, releases them at once, and asserts that
+/// Starts four children on `url` (this binary re-running `test`, the
+/// caller's own test, as a child), releases them at once, and asserts that
 /// each exits successfully.
-fn migrate_in_processes(url: &str) {
+fn migrate_in_processes(test: &str, url: &str) {
     let exe = std::env::current_exe().unwrap();
     let mut children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             Command::new(&exe)
-                .args([
-                    "migrate_child",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+                .args([test, "--exact", "--nocapture", "--test-threads=1"])
                 .env(CHILD_URL, url)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -77,9 +75,12 @@ fn expected_versions() -> Vec<String> {
 
 #[test]
 fn four_processes_migrate_the_same_empty_database() {
+    if run_as_child() {
+        return;
+    }
     for &backend in compiled_backends() {
         let t = TestDb::empty(backend);
-        migrate_in_processes(t.url());
+        migrate_in_processes("four_processes_migrate_the_same_empty_database", t.url());
         t.check_schema()
             .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
         assert_eq!(
@@ -95,10 +96,13 @@ fn four_processes_migrate_the_same_empty_database() {
 
 #[test]
 fn four_processes_adopt_the_same_nova_database() {
+    if run_as_child() {
+        return;
+    }
     for &backend in compiled_backends() {
         let t = TestDb::empty(backend);
         t.exec(&nova::nova_ddl(backend, 255, true));
-        migrate_in_processes(t.url());
+        migrate_in_processes("four_processes_adopt_the_same_nova_database", t.url());
         t.check_schema()
             .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
         let applied = t.applied_migrations().unwrap();
