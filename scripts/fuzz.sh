@@ -69,9 +69,16 @@ for target in "${targets[@]}"; do
   log "running $target for ${SECONDS_PER_TARGET} s"
   # -timeout: an input running longer is a hang. -max_len: the largest seed
   # (a whole Nova schema) is under 2 KiB. -print_final_stats: executions.
-  cargo fuzz run "${FLAGS[@]}" "$target" "$corpus" "$seeds" -- \
+  # libFuzzer's progress lines go to a log under target/; on a failure its
+  # tail (the crash, the input's path) is printed, else its final stats.
+  out=target/fuzz-logs/$target.log
+  mkdir -p target/fuzz-logs
+  if ! cargo fuzz run "${FLAGS[@]}" "$target" "$corpus" "$seeds" -- \
     -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
-    -max_len=4096 -print_final_stats=1 \
-    || die "$target failed: the input is in fuzz/artifacts/$target/"
+    -max_len=4096 -print_final_stats=1 >"$out" 2>&1; then
+    tail -n 60 "$out" >&2
+    die "$target failed: the input is in fuzz/artifacts/$target/ (full log: $out)"
+  fi
+  grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^Done [0-9]+ runs' "$out" >&2 || true
 done
 log "every target ran clean; total $(( $(date +%s) - start )) s"
