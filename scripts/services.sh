@@ -49,7 +49,10 @@ if ! my_up; then
   [ -x /usr/sbin/mariadbd ] || need_pkg mariadb-server
   log "starting MariaDB"
   as_root mkdir -p /run/mysqld && as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
-  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql || true
+  # --pidfile: the Galera test nodes are mariadbd processes too; without it
+  # start-stop-daemon would take one of them for this server and start nothing.
+  as_root start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/mysqld.pid \
+    --exec /usr/sbin/mariadbd -- --user=mysql || true
   wait_for mariadb my_up || die "MariaDB is not reachable on $MY_HOST:$MY_PORT"
 fi
 

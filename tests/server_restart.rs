@@ -57,6 +57,9 @@ fn stop(backend: BackendKind) {
     }
 }
 
+/// Starts the server. MariaDB: `--pidfile` names this server's process, for
+/// the Galera test nodes (tests/galera.rs) are `mariadbd` processes too, and
+/// by executable alone start-stop-daemon would take one of them for it.
 fn start(backend: BackendKind) {
     match backend {
         BackendKind::Postgres => {
@@ -69,7 +72,8 @@ fn start(backend: BackendKind) {
         BackendKind::Mysql => {
             assert!(
                 run("mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld; \
-                     start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql"),
+                     start-stop-daemon --start --oknodo --background \
+                     --pidfile /run/mysqld/mysqld.pid --exec /usr/sbin/mariadbd -- --user=mysql"),
                 "starting MariaDB failed"
             );
             wait_until("MariaDB to start", MY_UP, true);
