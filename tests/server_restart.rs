@@ -52,6 +52,10 @@ fn stop(backend: BackendKind) {
                 "stopping MariaDB failed"
             );
             wait_until("MariaDB to stop", MY_UP, false);
+            // The port closes before the process has finished shutting down;
+            // it removes its pid file last. Starting again before that would
+            // find it still running and start nothing.
+            wait_until("MariaDB to exit", "test -e /run/mysqld/mysqld.pid", false);
         }
         BackendKind::Sqlite => unreachable!("SQLite has no server"),
     }
