@@ -27,6 +27,8 @@ for attempt in 1 2; do
     echo "test-all.sh: WARNING: the Galera test hung (attempt $attempt)" >&2
     if [ "$attempt" -eq 1 ]; then
       bash scripts/galera.sh stop || true
+      # A fresh cluster: nodes killed mid-test cannot bootstrap again.
+      rm -rf "$(bash scripts/galera.sh dir)"
       bash scripts/galera.sh start || { status=1; break; }
       continue
     fi
