@@ -174,6 +174,108 @@ fn lost_around_the_commit(backend: cell_mappings::BackendKind) {
         db.instance_mappings().create(new),
         Err(Error::InstanceMappingExists { .. })
     ));
+
+    // 3. A create on its own (not in a caller's transaction) whose commit
+    // answer is lost: the library runs it again, which finds its own row.
+    let new = new_instance("p", "u").cell(&cell);
+    let retries = db.stats().retries;
+    relay.arm();
+    let created = db.instance_mappings().create(new.clone()).unwrap();
+    assert_eq!(db.stats().retries, retries + 1, "{backend:?}: not re-run");
+    assert_eq!(
+        t.instance_mappings()
+            .get_by_instance_uuid(&new.instance_uuid)
+            .unwrap(),
+        created
+    );
+
+    // 4. The row of a create of unknown outcome arrives late, as on a
+    // Galera node that applies it only after a retry's read: the re-create
+    // reads nothing, its insert then meets the row. It is still its own.
+    let new = new_instance("p", "u").cell(&cell);
+    relay.arm();
+    let err = db
+        .transaction::<_, cell_mappings::Error, _>(|tx| tx.instance_mappings().create(new.clone()))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::OutcomeUnknown { .. }),
+        "{backend:?}: {err:?}"
+    );
+    let stored = t
+        .instance_mappings()
+        .get_by_instance_uuid(&new.instance_uuid)
+        .expect("the commit went through");
+    t.exec(&format!(
+        "DELETE FROM instance_mappings WHERE instance_uuid = '{}'",
+        new.instance_uuid
+    ));
+    let late_insert = format!(
+        "INSERT INTO instance_mappings (id, created_at, instance_uuid, cell_id, project_id, user_id, queued_for_delete) \
+         VALUES ({}, '{}', '{}', {}, 'p', 'u', {})",
+        stored.id,
+        stored.created_at.unwrap().format("%Y-%m-%d %H:%M:%S%.6f"),
+        new.instance_uuid,
+        cell.id,
+        t.sql_bool(false)
+    );
+    let holder = t.reopen(Options::default());
+    let watcher = t.reopen(Options::default());
+    let recreated = holder
+        .with_connection(|c| {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute(&format!("BEGIN; {late_insert}"))?;
+            let recreated = std::thread::scope(|s| {
+                let create = s.spawn(|| db.instance_mappings().create(new.clone()));
+                // Until the re-create's insert waits on the late row.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while lock_waits(&watcher, backend) == 0 {
+                    assert!(
+                        !create.is_finished(),
+                        "{backend:?}: the re-create did not wait"
+                    );
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{backend:?}: no lock wait"
+                    );
+                    std::thread::yield_now();
+                }
+                c.batch_execute("COMMIT").unwrap();
+                create.join().unwrap()
+            });
+            Ok(recreated)
+        })
+        .unwrap();
+    assert_eq!(recreated.unwrap(), stored, "{backend:?}");
+}
+
+/// How many statements on this test database wait for a lock.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+fn lock_waits(db: &Database, backend: cell_mappings::BackendKind) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = match backend {
+        cell_mappings::BackendKind::Postgres => {
+            "SELECT CAST(count(*) AS BIGINT) AS n FROM pg_locks l \
+             JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE NOT l.granted AND a.datname = current_database()"
+        }
+        _ => {
+            "SELECT CAST(count(*) AS SIGNED) AS n FROM information_schema.innodb_trx t \
+             JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id \
+             WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()"
+        }
+    };
+    db.with_connection(|c| {
+        diesel::sql_query(sql)
+            .get_result::<N>(c)
+            .map_err(Error::from)
+    })
+    .unwrap()
+    .n
 }
 
 #[cfg(feature = "postgres")]

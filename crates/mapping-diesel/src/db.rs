@@ -732,7 +732,17 @@ impl Executor for &Database {
                 cache.apply(&writes.take());
             }
             let err = match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    // Committed: creates of unknown outcome of these uuids
+                    // are settled.
+                    let creates = state.creates.take();
+                    if !creates.is_empty() {
+                        self.shared
+                            .uncertain
+                            .forget(creates.iter().map(|c| c.instance_uuid()));
+                    }
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
             // A write that lost its connection: rolled back by the server if

@@ -122,6 +122,11 @@ pub(crate) struct PendingCreate {
 }
 
 impl PendingCreate {
+    /// The instance it creates a mapping for.
+    pub(crate) fn instance_uuid(&self) -> &str {
+        &self.instance_uuid
+    }
+
     /// Whether `found` is the row this create wrote, with the content that
     /// `new` asks for.
     fn is_own_row(&self, found: &InstanceMapping) -> bool {
@@ -141,34 +146,102 @@ impl PendingCreate {
 }
 
 /// The creates of a [`crate::Database`] whose outcome is unknown, by
-/// instance uuid, until the same mapping is created again (bounded).
+/// instance uuid, until a later create or a committed write of the same uuid
+/// settles them (bounded).
+///
+/// An entry stays until it is settled, across every attempt of a re-run: on
+/// a Galera cluster the row a lost node committed may reach the node a retry
+/// reads from only after that read, so the retry's insert then fails on the
+/// unique key (or its commit on certification) and the next look must still
+/// know what it is looking for.
 #[derive(Debug, Default)]
-pub(crate) struct UncertainCreates(
-    std::sync::Mutex<std::collections::HashMap<String, PendingCreate>>,
-);
+pub(crate) struct UncertainCreates {
+    /// Non-zero while anything is remembered: the common path takes no lock.
+    len: std::sync::atomic::AtomicUsize,
+    map: std::sync::Mutex<std::collections::HashMap<String, Vec<PendingCreate>>>,
+}
 
 impl UncertainCreates {
-    /// At most this many are remembered (an arbitrary one is forgotten).
+    /// At most this many uuids are remembered (an arbitrary one is forgotten).
     const MAX: usize = 10_000;
+    /// At most this many attempts per uuid (the oldest is forgotten).
+    const MAX_PER_UUID: usize = 8;
 
     pub(crate) fn remember(&self, creates: Vec<PendingCreate>) {
         if creates.is_empty() {
             return;
         }
-        if let Ok(mut map) = self.0.lock() {
+        if let Ok(mut map) = self.map.lock() {
             for c in creates {
-                if map.len() >= Self::MAX {
+                if map.len() >= Self::MAX && !map.contains_key(&c.instance_uuid) {
                     if let Some(k) = map.keys().next().cloned() {
                         map.remove(&k);
                     }
                 }
-                map.insert(c.instance_uuid.clone(), c);
+                let attempts = map.entry(c.instance_uuid.clone()).or_default();
+                if attempts.len() >= Self::MAX_PER_UUID {
+                    attempts.remove(0);
+                }
+                attempts.push(c);
             }
+            self.len
+                .store(map.len(), std::sync::atomic::Ordering::Release);
         }
     }
 
-    fn take(&self, instance_uuid: &str) -> Option<PendingCreate> {
-        self.0.lock().ok().and_then(|mut m| m.remove(instance_uuid))
+    /// The creates of `instance_uuid` whose outcome is unknown.
+    fn pending(&self, instance_uuid: &str) -> Vec<PendingCreate> {
+        if self.len.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        self.map
+            .lock()
+            .ok()
+            .and_then(|m| m.get(instance_uuid).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Settles every create of these uuids: a write of them committed.
+    pub(crate) fn forget<'a>(&self, instance_uuids: impl IntoIterator<Item = &'a str>) {
+        if self.len.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
+        if let Ok(mut map) = self.map.lock() {
+            for u in instance_uuids {
+                map.remove(u);
+            }
+            self.len
+                .store(map.len(), std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+/// What an earlier create of unknown outcome means for a new create of the
+/// same uuid, now that a row of that uuid is `found`.
+fn settle(
+    tx: &mut Tx<'_>,
+    earlier: &[PendingCreate],
+    attempt: &PendingCreate,
+    found: InstanceMapping,
+) -> Result<InstanceMapping> {
+    match earlier.iter().find(|e| e.is_own_row(&found)) {
+        Some(own) if own.same_request(attempt) => {
+            tracing::info!(instance_uuid = %attempt.instance_uuid, "create of unknown outcome had been applied");
+            tx.shared.uncertain.forget([attempt.instance_uuid.as_str()]);
+            Ok(found)
+        }
+        // Its own row, asked for with other content: the original request
+        // may still come to claim it, so it stays remembered.
+        Some(_) => Err(Error::InstanceMappingExists {
+            instance_uuid: attempt.instance_uuid.clone(),
+        }),
+        None => {
+            // Someone else's row: none of the earlier creates was applied.
+            tx.shared.uncertain.forget([attempt.instance_uuid.as_str()]);
+            Err(Error::InstanceMappingExists {
+                instance_uuid: attempt.instance_uuid.clone(),
+            })
+        }
     }
 }
 
@@ -186,27 +259,12 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
     };
     // An earlier create of this uuid ended with its outcome unknown: if it
     // was written, this is the same request finding its own row.
-    if let Some(earlier) = tx.shared.uncertain.take(&new.instance_uuid) {
+    let earlier = tx.shared.uncertain.pending(&new.instance_uuid);
+    if !earlier.is_empty() {
         match get_by_instance_uuid(tx, &new.instance_uuid) {
-            Ok(found) if earlier.is_own_row(&found) && earlier.same_request(&attempt) => {
-                tracing::info!(instance_uuid = %new.instance_uuid, "create of unknown outcome had been applied");
-                return Ok(found);
-            }
-            Ok(found) => {
-                if earlier.is_own_row(&found) {
-                    // Its own row, asked for with other content: the
-                    // original request may still come to claim it.
-                    tx.shared.uncertain.remember(vec![earlier]);
-                }
-                return Err(Error::InstanceMappingExists {
-                    instance_uuid: new.instance_uuid,
-                });
-            }
+            Ok(found) => return settle(tx, &earlier, &attempt, found),
             Err(Error::InstanceMappingNotFound { .. }) => {}
-            Err(e) => {
-                tx.shared.uncertain.remember(vec![earlier]);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     }
     let insert = diesel::insert_into(instance_mappings::table).values(InstanceInsert {
@@ -234,7 +292,7 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
     };
     // Remembered until the commit: if the commit's outcome is unknown, a
     // retry of this create through the same handle finds its own row.
-    tx.run.creates.borrow_mut().push(attempt);
+    tx.run.creates.borrow_mut().push(attempt.clone());
     // With a cell, the insert and the check of the cell are one unit; a
     // plain insert needs a savepoint only inside a caller's transaction.
     let written = if new.cell_mapping.is_some() {
@@ -245,7 +303,18 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
     let (id, cell) = match written {
         Ok(written) => written,
         Err(e) => {
-            tx.run.creates.borrow_mut().pop();
+            // Not written, unless the connection was lost: then it may have
+            // been, and the run decides from where the write stood.
+            if crate::errors::transience(&e) != crate::errors::Transience::ConnectionLost {
+                tx.run.creates.borrow_mut().pop();
+            }
+            // The row appeared since the look above: an earlier create of
+            // ours may have reached this node only now (Galera).
+            if matches!(e, Error::InstanceMappingExists { .. }) && !earlier.is_empty() {
+                if let Ok(found) = get_by_instance_uuid(tx, &new.instance_uuid) {
+                    return settle(tx, &earlier, &attempt, found);
+                }
+            }
             return Err(e);
         }
     };
