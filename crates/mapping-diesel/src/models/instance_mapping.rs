@@ -276,7 +276,7 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
         queued_for_delete,
     });
     let write = |tx: &mut Tx<'_>| -> Result<(i32, Option<CellRow>)> {
-        let id = super::insert_returning_id(tx.conn, insert).map_err(|e| {
+        let id = super::insert_returning_id_findable(tx.conn, insert).map_err(|e| {
             constraint_error(
                 e,
                 &new.instance_uuid,
@@ -374,23 +374,42 @@ pub(crate) fn save(
         user_id: update.user_id.as_deref(),
         queued_for_delete: update.queued_for_delete,
     };
-    tx.atomic(|tx| {
-        let n = diesel::update(
-            instance_mappings::table.filter(instance_mappings::instance_uuid.eq(&instance_uuid)),
-        )
-        .set(changes)
-        .execute(tx.conn)
-        .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))?;
-        if n == 0 {
-            return Err(Error::InstanceMappingNotFound {
-                instance_uuid: instance_uuid.clone(),
-            });
+    let cell_key = match new_cell {
+        Some(c) => Some((c.id, validate::uuid("cell_uuid", &c.uuid)?)),
+        None => None,
+    };
+    // One statement writes the row and, when it names a cell, checks that
+    // cell by id and uuid together (a stale or forged reference changes
+    // nothing); the row as stored is then read back. No transaction around
+    // the two: the update is keyed and to given values, so a re-run after a
+    // lost connection writes the same (two round trips instead of five).
+    let target =
+        instance_mappings::table.filter(instance_mappings::instance_uuid.eq(&instance_uuid));
+    let n = tx.guarded(|tx| {
+        match &cell_key {
+            Some((id, uuid)) => diesel::update(
+                target.filter(diesel::dsl::exists(
+                    cell_mappings::table
+                        .filter(cell_mappings::id.eq(*id))
+                        .filter(cell_mappings::uuid.eq(uuid)),
+                )),
+            )
+            .set(changes)
+            .execute(tx.conn),
+            None => diesel::update(target).set(changes).execute(tx.conn),
         }
-        if let Some(cell) = new_cell {
-            verified(tx, cell)?;
-        }
-        get_by_instance_uuid(tx, &instance_uuid)
-    })
+        .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))
+    })?;
+    if n == 0 {
+        let Some((_, cell_uuid)) = cell_key else {
+            return Err(Error::InstanceMappingNotFound { instance_uuid });
+        };
+        // Either the mapping is gone or the cell reference is not the
+        // stored cell's: say which (the mapping first, as before).
+        get_by_instance_uuid(tx, &instance_uuid)?;
+        return Err(Error::CellMappingNotFound { uuid: cell_uuid });
+    }
+    get_by_instance_uuid(tx, &instance_uuid)
 }
 
 pub(crate) fn destroy(tx: &mut Tx<'_>, instance_uuid: &str) -> Result<()> {
