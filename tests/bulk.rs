@@ -36,7 +36,7 @@ backend_tests! {
         let by_uuid: std::collections::HashMap<_, _> =
             got.iter().map(|m| (m.instance_uuid.clone(), m)).collect();
         for new in &batch {
-            let m = by_uuid[&new.instance_uuid];
+            let m = by_uuid[new.instance_uuid.as_str()];
             assert_eq!(m.cell_mapping, new.cell_mapping);
             assert_eq!(m.project_id, "p1");
             assert_eq!(m.user_id.as_deref(), Some("u1"));
@@ -112,7 +112,7 @@ backend_tests! {
             b.cell_mapping = Some(if i == 13 { gone.clone() } else { cell.clone() });
         }
         match t.instance_mappings().create_bulk(batch) {
-            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, gone.uuid),
+            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, gone.uuid.to_string()),
             other => panic!("{other:?}"),
         }
         assert!(t.instance_mappings().get_by_project_id("p").unwrap().is_empty());

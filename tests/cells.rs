@@ -17,7 +17,7 @@ backend_tests! {
         .disabled(true);
         let created = t.cells().create(new.clone()).unwrap();
         assert!(created.id > 0);
-        assert_eq!(created.uuid, new.uuid);
+        assert_eq!(created.uuid.to_string(), new.uuid);
         assert!(created.created_at.is_some());
         assert_eq!(created.updated_at, None);
 
@@ -34,7 +34,7 @@ backend_tests! {
         let got = t.cells().get_by_uuid(&plain.uuid).unwrap();
         assert_eq!(got.name, None);
         assert!(!got.disabled);
-        assert_eq!(got.identity(), got.uuid);
+        assert_eq!(got.identity(), got.uuid.to_string());
         assert_eq!(got, plain);
     }
 
@@ -104,7 +104,7 @@ backend_tests! {
         let other = t.cell();
         t.cells().destroy(&cell.uuid).unwrap();
         match t.cells().get_by_uuid(&cell.uuid) {
-            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, cell.uuid),
+            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, cell.uuid.to_string()),
             r => panic!("{r:?}"),
         }
         assert_eq!(t.cells().get_by_uuid(&other.uuid).unwrap(), other);
@@ -125,7 +125,7 @@ backend_tests! {
         t.host_mappings().create(new_host(&cell)).unwrap();
         match t.cells().destroy(&cell.uuid) {
             Err(Error::CellMappingInUse { uuid, instance_mappings, host_mappings }) => {
-                assert_eq!(uuid, cell.uuid);
+                assert_eq!(uuid, cell.uuid.to_string());
                 assert_eq!((instance_mappings, host_mappings), (2, 1));
             }
             r => panic!("{r:?}"),

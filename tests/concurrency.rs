@@ -312,8 +312,8 @@ fn sqlite_busy_is_retried(t: &TestDb) {
             .unwrap()
             .project_id
     };
-    assert_eq!(got(&a.instance_uuid), "holder");
-    assert_eq!(got(&b.instance_uuid), "impatient");
+    assert_eq!(got(a.instance_uuid.as_str()), "holder");
+    assert_eq!(got(b.instance_uuid.as_str()), "impatient");
 
     // With retries off, the same refusal is a typed transient error.
     let no_retry = t.reopen(
@@ -338,7 +338,7 @@ fn sqlite_busy_is_retried(t: &TestDb) {
         })
         .unwrap();
     assert_eq!(transience(&err), Transience::RolledBack, "{err:?}");
-    assert_eq!(got(&b.instance_uuid), "impatient");
+    assert_eq!(got(b.instance_uuid.as_str()), "impatient");
 }
 
 backend_tests! {
@@ -351,7 +351,7 @@ backend_tests! {
         let before = support::snapshot(t);
         match t.cells().destroy(&cell.uuid) {
             Err(Error::CellMappingInUse { uuid, instance_mappings, host_mappings }) => {
-                assert_eq!((uuid.as_str(), instance_mappings, host_mappings), (cell.uuid.as_str(), 2, 1));
+                assert_eq!((uuid.as_str(), instance_mappings, host_mappings), (cell.uuid.to_string().as_str(), 2, 1));
             }
             other => panic!("{other:?}"),
         }
@@ -384,7 +384,7 @@ backend_tests! {
             for r in &results[1..] {
                 match r {
                     Ok(_) => {}
-                    Err(Error::CellMappingNotFound { uuid }) => assert_eq!(*uuid, cell.uuid),
+                    Err(Error::CellMappingNotFound { uuid }) => assert_eq!(*uuid, cell.uuid.to_string()),
                     Err(e) => panic!("create racing a destroy gave {e:?}"),
                 }
             }

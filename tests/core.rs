@@ -83,7 +83,7 @@ backend_tests! {
         let mut unnamed = t.cell();
         unnamed = t.cells().save(&unnamed, &CellMappingUpdate::new().name(None)).unwrap();
         let got = t.cells().get_by_uuid(&unnamed.uuid).unwrap();
-        assert_eq!(got.identity(), got.uuid);
+        assert_eq!(got.identity(), got.uuid.to_string());
         assert!(!got.is_cell0());
     }
 
@@ -195,7 +195,7 @@ backend_tests! {
         })
         .unwrap();
         let im = t.instance_mappings().get_by_instance_uuid(&im_uuid).unwrap();
-        assert_eq!(im.cell_mapping.unwrap().uuid, cell_uuid);
+        assert_eq!(im.cell_mapping.unwrap().uuid.to_string(), cell_uuid);
     }
 
     fn transaction_rolls_back_on_error(t) {

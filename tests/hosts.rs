@@ -118,9 +118,9 @@ backend_tests! {
         let mut ghost = t.cell();
         t.cells().destroy(&ghost.uuid).unwrap();
         ghost.id = i32::MAX;
-        ghost.uuid = uuid();
+        ghost.uuid = uuid().parse().unwrap();
         match t.host_mappings().create(new_host(&ghost)) {
-            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, ghost.uuid),
+            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, ghost.uuid.to_string()),
             r => panic!("{r:?}"),
         }
     }

@@ -133,7 +133,7 @@ backend_tests! {
         let cell = t.cell();
         let spaced = marker(t);
         let ims = [t.instance(Some(&cell), "p", "u"), t.instance(None, "p", "u")];
-        let asked: Vec<String> = ims.iter().map(|im| im.instance_uuid.clone()).collect();
+        let asked: Vec<String> = ims.iter().map(|im| im.instance_uuid.to_string()).collect();
         let got = t.instance_mappings().get_by_instance_uuids(&asked).unwrap();
         assert_eq!(uuids_of(&got), sorted(asked.clone()));
         assert_eq!(t.instance_mappings().get_count_by_uuids_and_user(&asked, "u").unwrap(), 2);

@@ -27,7 +27,7 @@ fn expanding(t: &TestDb, mq: Option<&str>, db: Option<&str>) -> Database {
 }
 
 /// What is stored in a column of the cell, read by raw SQL.
-fn stored(t: &TestDb, cell_uuid: &str, column: &str) -> Option<String> {
+fn stored(t: &TestDb, cell_uuid: impl std::fmt::Display, column: &str) -> Option<String> {
     string(
         t,
         &format!("SELECT {column} AS v FROM cell_mappings WHERE uuid = '{cell_uuid}'"),

@@ -24,7 +24,7 @@ pub mod validate;
 pub use cell_mapping::{CellMapping, CellMappingUpdate, NewCellMapping, CELL0_UUID};
 pub use error::{ConnectionFailure, Error, Result};
 pub use host_mapping::{HostMapping, HostMappingUpdate, NewHostMapping};
-pub use ident::ToUuid;
+pub use ident::{InstanceUuid, ToUuid};
 pub use instance_mapping::{
     InstanceCounts, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,
     INSTANCE_MIGRATION_MARKER,
