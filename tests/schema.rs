@@ -336,7 +336,7 @@ empty_backend_tests! {
 
         // Reverting would drop Nova's tables: refused, nothing changes.
         match t.revert_last_migration() {
-            Err(Error::Migration(msg)) => assert!(msg.contains("alembic_version"), "{msg}"),
+            Err(Error::Migration { reason: msg, .. }) => assert!(msg.contains("alembic_version"), "{msg}"),
             other => panic!("revert of an adopted database was not refused: {other:?}"),
         }
         assert_eq!(t.applied_migrations().unwrap(), vec![baseline()]);
@@ -376,7 +376,7 @@ empty_backend_tests! {
         t.exec(&nova_rows(t));
         let before = tables(t);
         match t.migrate() {
-            Err(Error::Migration(msg)) => {
+            Err(Error::Migration { reason: msg, .. }) => {
                 assert!(msg.contains("unknown origin"), "{msg}");
                 assert!(msg.contains("cell_mappings"), "{msg}");
             }
@@ -392,7 +392,7 @@ empty_backend_tests! {
              INSERT INTO alembic_version (version_num) VALUES ('13863f4e1612');",
         );
         match t.migrate() {
-            Err(Error::Migration(msg)) => assert!(msg.contains("cell database"), "{msg}"),
+            Err(Error::Migration { reason: msg, .. }) => assert!(msg.contains("cell database"), "{msg}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(tables(t), vec!["alembic_version".to_owned()]);
