@@ -65,7 +65,7 @@ backend_tests! {
         assert_eq!(t.instance_mappings().get_by_cell_id(cell.id).unwrap().len(), 2);
         assert_eq!(t.instance_mappings().get_counts("p", Some("u")).unwrap().project, 2);
         assert_eq!(
-            t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, None, None).unwrap().len(),
+            t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, None, None).unwrap().len(),
             2
         );
         assert_eq!(t.cells().get_by_project_id("p").unwrap(), vec![cell.clone()]);
@@ -158,7 +158,7 @@ backend_tests! {
         assert_eq!(t.instance_mappings().get_by_project_id("p").unwrap().len(), 3);
         // NULL queued_for_delete: listed as not deleted, not counted.
         assert_eq!(
-            t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, Some("p"), None).unwrap().len(),
+            t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, Some("p"), None).unwrap().len(),
             2
         );
         let counts = t.instance_mappings().get_counts("p", Some("u")).unwrap();
@@ -195,7 +195,7 @@ backend_tests! {
         assert_eq!(orphans.len(), 1);
         assert!(orphans[0].cell_mapping.is_none());
         assert_eq!(
-            t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, None, None).unwrap(),
+            t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, None, None).unwrap(),
             vec![good_im.clone()]
         );
         assert_eq!(t.cells().get_by_project_id("p").unwrap(), vec![cell.clone()]);
@@ -294,7 +294,7 @@ fn wrongly_typed_values_on_sqlite() {
         t.instance_mappings().get_by_project_id("p").unwrap(),
         vec![good]
     );
-    assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap(), cell);
+    assert_eq!(t.cells().get_by_uuid(cell.uuid).unwrap(), cell);
 }
 
 /// MySQL with a permissive sql_mode lets in zero dates, which no date type

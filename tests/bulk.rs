@@ -105,7 +105,7 @@ backend_tests! {
     fn bulk_create_into_a_missing_cell_writes_nothing(t) {
         let cell = t.cell();
         let mut gone = t.cell();
-        t.cells().destroy(&gone.uuid).unwrap();
+        t.cells().destroy(gone.uuid).unwrap();
         gone.id += 1000;
         let mut batch = news(20, "p", "u");
         for (i, b) in batch.iter_mut().enumerate() {

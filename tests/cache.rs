@@ -140,7 +140,7 @@ backend_tests! {
         assert_eq!(got_cell, cell);
         assert_eq!(stats(&db).entries, 1);
         let spare = t.cell();
-        db.cells().destroy(&spare.uuid).unwrap();
+        db.cells().destroy(spare.uuid).unwrap();
         assert_eq!(stats(&db).entries, 0);
         assert_eq!(stats(&db).hits, 0);
     }

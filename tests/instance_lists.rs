@@ -254,7 +254,7 @@ backend_tests! {
         let queued = t.instance_mappings().create(new_instance("p", "u").cell(&a).queued_for_delete(true)).unwrap();
         t.instance(None, "p", "u");
         let list = |cell: &CellMapping, project: Option<&str>, limit: Option<i64>| {
-            t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, project, limit).unwrap()
+            t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, project, limit).unwrap()
         };
         for (cell, project, expected) in [(&a, "p", &a_p), (&a, "q", &a_q), (&b, "p", &b_p), (&b, "q", &b_q)] {
             let got = list(cell, Some(project), None);
@@ -293,7 +293,7 @@ backend_tests! {
 
     fn not_deleted_refuses_a_negative_limit(t) {
         let a = t.cell();
-        let err = t.instance_mappings().get_not_deleted_by_cell_and_project(&a.uuid, None, Some(-1)).unwrap_err();
+        let err = t.instance_mappings().get_not_deleted_by_cell_and_project(a.uuid, None, Some(-1)).unwrap_err();
         assert!(matches!(err, Error::InvalidInput { field: "limit", .. }), "{err:?}");
     }
 

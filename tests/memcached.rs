@@ -293,7 +293,7 @@ backend_tests! {
         c1 = w.cells().save(&c1, &CellMappingUpdate::new().name(Some("renamed"))).unwrap();
         assert!(!check("cell save"));
         let spare = t.cell();
-        w.cells().destroy(&spare.uuid).unwrap();
+        w.cells().destroy(spare.uuid).unwrap();
         // Another cell's write leaves this mapping's value valid.
         assert!(check("another cell's destroy"));
         w.transaction::<_, cell_mappings::Error, _>(|tx| tx.instance_mappings().save(&im, &InstanceMappingUpdate::new().queued_for_delete(false)))

@@ -60,7 +60,7 @@ fn view(t: &TestDb, a: &CellMapping, b: &CellMapping) -> View {
             .iter()
             .map(|(c, p)| {
                 uuids_of(
-                    &im.get_not_deleted_by_cell_and_project(&c.uuid, *p, None)
+                    &im.get_not_deleted_by_cell_and_project(c.uuid, *p, None)
                         .unwrap(),
                 )
             })
@@ -208,7 +208,7 @@ backend_tests! {
             sorted([no_user.clone(), no_queued.clone()])
         );
         assert_eq!(
-            uuids_of(&t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, Some("p"), None).unwrap()),
+            uuids_of(&t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, Some("p"), None).unwrap()),
             sorted([no_user.clone(), no_queued.clone()]),
             "NULL queued_for_delete is not deleted"
         );

@@ -58,7 +58,7 @@ backend_tests! {
     fn a_stale_cell_whose_id_was_reused_is_refused(t) {
         let _older = t.cell();
         let stale = t.cell();
-        t.cells().destroy(&stale.uuid).unwrap();
+        t.cells().destroy(stale.uuid).unwrap();
         let newer = t.cell();
         if t.backend() == BackendKind::Sqlite {
             // Nova's SQLite schema has no AUTOINCREMENT: the id comes back.

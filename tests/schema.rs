@@ -249,7 +249,7 @@ backend_tests! {
         assert_stored(raw("cell_mappings", "created_at", "uuid", &cell.uuid.to_string()), cell.created_at.unwrap());
         cell = t.cells().save(&cell, &CellMappingUpdate::new().disabled(true)).unwrap();
         assert_stored(raw("cell_mappings", "updated_at", "uuid", &cell.uuid.to_string()), cell.updated_at.unwrap());
-        assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap(), cell);
+        assert_eq!(t.cells().get_by_uuid(cell.uuid).unwrap(), cell);
 
         let mut im = t.instance_mappings().create(new_instance("p", "u")).unwrap();
         let key = im.instance_uuid.to_string();

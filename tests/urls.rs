@@ -66,7 +66,7 @@ fn sqlite_url_forms_open_the_same_file() {
     );
     for url in [abs.clone(), pysqlite, file.display().to_string()] {
         let db = Database::open(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
-        assert_eq!(db.cells().get_by_uuid(&cell.uuid).unwrap(), cell, "{url}");
+        assert_eq!(db.cells().get_by_uuid(cell.uuid).unwrap(), cell, "{url}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -100,7 +100,7 @@ fn server_url_forms_reach_the_same_database() {
         for url in sqlalchemy_form(backend, t.url()) {
             let db = Database::open(&url).unwrap_or_else(|e| panic!("{backend:?} {url}: {e}"));
             assert_eq!(db.backend(), backend);
-            assert_eq!(db.cells().get_by_uuid(&cell.uuid).unwrap(), cell, "{url}");
+            assert_eq!(db.cells().get_by_uuid(cell.uuid).unwrap(), cell, "{url}");
         }
     }
 }

@@ -136,7 +136,7 @@ backend_tests! {
             assert_invalid(im_api().get_counts(bad, None), "project_id");
             assert_invalid(im_api().get_counts("p", Some(bad)), "user_id");
             assert_invalid(im_api().get_count_by_uuids_and_user(std::slice::from_ref(&im.instance_uuid), bad), "user_id");
-            assert_invalid(im_api().get_not_deleted_by_cell_and_project(&cell.uuid, Some(bad), None), "project_id");
+            assert_invalid(im_api().get_not_deleted_by_cell_and_project(cell.uuid, Some(bad), None), "project_id");
             let copy = im.clone();
             assert_invalid(
                 im_api().save(&copy, &InstanceMappingUpdate::new().queued_for_delete(true).project_id(bad.clone())),
@@ -145,7 +145,7 @@ backend_tests! {
             assert_invalid(im_api().save(&copy, &InstanceMappingUpdate::new().user_id(bad.clone())), "user_id");
             assert_eq!(copy, im, "the object changed although the save was refused");
         }
-        assert_invalid(im_api().get_not_deleted_by_cell_and_project(&cell.uuid, None, Some(-1)), "limit");
+        assert_invalid(im_api().get_not_deleted_by_cell_and_project(cell.uuid, None, Some(-1)), "limit");
         assert_eq!(snapshot(t), before, "a refused call wrote something");
     }
 
@@ -216,7 +216,7 @@ backend_tests! {
             let mut new = new_cell().name(long.clone());
             new.transport_url = "t".repeat(65_535);
             let cell = t.cells().create(new.clone()).unwrap();
-            let got = t.cells().get_by_uuid(&cell.uuid).unwrap();
+            let got = t.cells().get_by_uuid(cell.uuid).unwrap();
             assert_eq!(got.name.as_deref(), Some(long.as_str()));
             assert_eq!(got.transport_url, new.transport_url);
             let im = t
@@ -237,7 +237,7 @@ backend_tests! {
     fn control_characters_other_than_nul_are_kept(t) {
         let odd = "tab\there\nnewline \u{7F} \u{FEFF} \u{FFFF} 'quote' \"dq\" \\ %_";
         let cell = t.cells().create(new_cell().name(odd)).unwrap();
-        assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap().name.as_deref(), Some(odd));
+        assert_eq!(t.cells().get_by_uuid(cell.uuid).unwrap().name.as_deref(), Some(odd));
         let im = t.instance_mappings().create(new_instance(odd, odd)).unwrap();
         assert_eq!(t.instance_mappings().get_by_project_id(odd).unwrap(), vec![im]);
         // LIKE wildcards in a value are not wildcards in an equality lookup.

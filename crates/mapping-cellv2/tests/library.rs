@@ -20,7 +20,7 @@ fn cells_of(t: &TestDb) -> Router {
 }
 
 fn run(t: &TestDb, cell: &CellMapping, opts: MapInstancesOptions) -> MapInstancesReport {
-    map_instances(t, &cells_of(t), &cell.uuid, opts, &mut |_| {})
+    map_instances(t, &cells_of(t), cell.uuid, opts, &mut |_| {})
         .unwrap_or_else(|e| panic!("map_instances failed: {e:?}"))
 }
 
@@ -223,10 +223,10 @@ mapping_testkit::backend_tests! {
     fn bad_max_count_and_unknown_marker_are_errors(t) {
         let cdb = CellDb::new(t.backend());
         let cell = cdb.map_in(t);
-        let e = map_instances(t, &cells_of(t), &cell.uuid, opts(Some(0), 50), &mut |_| {});
+        let e = map_instances(t, &cells_of(t), cell.uuid, opts(Some(0), 50), &mut |_| {});
         assert!(matches!(e, Err(Error::InvalidMaxCount(0))), "{e:?}");
         nova_marker(t, "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e");
-        let e = map_instances(t, &cells_of(t), &cell.uuid, opts(None, 50), &mut |_| {});
+        let e = map_instances(t, &cells_of(t), cell.uuid, opts(None, 50), &mut |_| {});
         assert!(matches!(e, Err(Error::MarkerNotFound { .. })), "{e:?}");
         let e = map_instances(t, &cells_of(t), "5f0c2a0e-6f56-4a7d-8e1b-2d0c9a8b7e61", opts(None, 50), &mut |_| {});
         assert!(matches!(e, Err(Error::Api(mapping_model::Error::CellMappingNotFound { .. }))), "{e:?}");

@@ -119,7 +119,7 @@ mapping_testkit::backend_tests! {
         let good = register(&t.db, "good", good.db.url());
         let bad_cell = register(&t.db, "bad", bad.db.url());
         let boom_cell = register(&t.db, "boom", boom.db.url());
-        let (bad_uuid, boom_uuid) = (bad_cell.uuid.clone(), boom_cell.uuid.clone());
+        let (bad_uuid, boom_uuid) = (bad_cell.uuid, boom_cell.uuid);
         let results = router.scatter_gather(
             &[good.clone(), bad_cell, boom_cell],
             Duration::from_secs(30),
@@ -201,7 +201,7 @@ mapping_testkit::backend_tests! {
 
             // Deleted: the next refresh of the cell list drops its pool.
             t.db.instance_mappings().destroy(&instance).unwrap();
-            t.db.cells().destroy(&mapping.uuid).unwrap();
+            t.db.cells().destroy(mapping.uuid).unwrap();
             router.refresh_cells().unwrap();
             assert!(!router.has_pool(uuid), "{backend:?} pool of a deleted cell kept");
             assert_eq!(router.pool_stats().dropped, before.dropped + 2);
