@@ -109,9 +109,10 @@ impl ToUuid for InstanceUuid {
 /// hyphenated), which is all this API writes. But the column is text, and
 /// some rows are not instances: Nova's `nova-manage cell_v2 map_instances`
 /// keeps its resume point as a row whose instance_uuid is a uuid with spaces
-/// for hyphens (see `InstanceMappings::marker` in `mapping-diesel`). Such rows stay readable in
-/// every listing, so the field keeps the stored text ([`as_str`], [`Display`])
-/// and offers the typed value beside it ([`as_uuid`]):
+/// for hyphens (see `InstanceMappings::marker` in `mapping-diesel`). Such
+/// rows stay readable in every listing, so the field keeps the stored text
+/// ([`as_str`], [`Display`]) and offers the typed value beside it
+/// ([`as_uuid`]):
 ///
 /// ```
 /// use mapping_model::{InstanceUuid, Uuid};
