@@ -128,7 +128,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut all = Vec::new();
     let cells = router.cells()?;
     for cell in cells.iter() {
-        let uuid: uuid::Uuid = cell.uuid.parse()?;
+        let uuid: uuid::Uuid = cell.uuid;
         let name = cell.name.as_deref().unwrap_or("?");
         match results.get(&uuid) {
             Some(CellResult::Ok((rows, took))) => {

@@ -59,19 +59,28 @@ backend_tests! {
             .map(|m| m.instance_uuid)
             .collect();
         listed.sort();
-        let mut want = vec![good.instance_uuid.clone(), "not-a-uuid".to_owned()];
+        let mut want = vec![good.instance_uuid.to_string(), "not-a-uuid".to_owned()];
         want.sort();
         assert_eq!(listed, want);
         assert_eq!(t.instance_mappings().get_by_cell_id(cell.id).unwrap().len(), 2);
         assert_eq!(t.instance_mappings().get_counts("p", Some("u")).unwrap().project, 2);
         assert_eq!(
-            t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, None, None).unwrap().len(),
+            t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, None, None).unwrap().len(),
             2
         );
         assert_eq!(t.cells().get_by_project_id("p").unwrap(), vec![cell.clone()]);
         let marker = t.instance_mappings().get_by_project_id(MARKER).unwrap();
         assert_eq!(marker.len(), 1);
         assert_eq!(marker[0].instance_uuid, marker_uuid);
+        // Typed where the row names a UUID, the stored text where it does not.
+        assert_eq!(marker[0].instance_uuid.as_str(), marker_uuid);
+        assert_eq!(marker[0].instance_uuid.as_uuid(), None);
+        assert_eq!(good.instance_uuid.as_uuid().map(|u| u.to_string()).as_deref(), Some(good.instance_uuid.as_str()));
+        let in_cell = t.instance_mappings().get_by_cell_id(cell.id).unwrap();
+        let odd_row = in_cell.iter().find(|m| m.instance_uuid == "not-a-uuid").unwrap();
+        assert_eq!(odd_row.instance_uuid.as_uuid(), None);
+        let walked = t.instance_mappings().walk_by_cell_id(cell.id, 1).collect::<Result<Vec<_>, _>>().unwrap();
+        assert_eq!(walked.len(), 2, "the odd row is walked too");
         assert_eq!(marker[0].user_id.as_deref(), Some(MARKER));
         assert!(marker[0].cell_mapping.is_none());
         // Looking the odd rows up by their uuid is a clear refusal, not a panic.
@@ -87,6 +96,32 @@ backend_tests! {
         assert_eq!(t.instance_mappings().destroy_bulk(std::slice::from_ref(&good.instance_uuid)).unwrap(), 1);
         assert_eq!(t.instance_mappings().get_by_project_id("p").unwrap().len(), 1);
         assert_eq!(t.instance_mappings().get_by_project_id(MARKER).unwrap().len(), 1);
+    }
+
+    fn cell_uuids_in_another_spelling_or_not_uuids(t) {
+        let f = t.sql_bool(false);
+        let insert = |uuid: &str, name: &str| t.exec(&format!(
+            "INSERT INTO cell_mappings (uuid, name, transport_url, database_connection, disabled) \
+             VALUES ('{uuid}', '{name}', 'none:///', 'sqlite://', {f})"
+        ));
+        // Upper case: the same UUID. Read typed, and a reference to it verifies.
+        let upper = uuid().to_uppercase();
+        insert(&upper, "upper");
+        let cell = t.cells().get_all().unwrap().into_iter().find(|c| c.name.as_deref() == Some("upper")).unwrap();
+        assert_eq!(cell.uuid.to_string(), upper.to_lowercase());
+        let im = t.instance(Some(&cell), "p", "u");
+        assert_eq!(im.cell_mapping.as_ref(), Some(&cell));
+        assert_eq!(t.instance_mappings().get_by_project_id("p").unwrap(), vec![im.clone()]);
+        // Not a UUID (never written by Nova or the library): a bad row,
+        // named, wherever it is read; other cells' rows read fine.
+        insert("not-a-uuid", "bad");
+        match t.cells().get_all() {
+            Err(Error::BadRow { table: "cell_mappings", reason, .. }) => {
+                assert!(reason.contains("not-a-uuid"), "{reason}")
+            }
+            other => panic!("expected a bad cell row, got {other:?}"),
+        }
+        assert_eq!(t.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap(), im);
     }
 
     fn nulls_where_nova_allows_them(t) {
@@ -123,13 +158,13 @@ backend_tests! {
         assert_eq!(t.instance_mappings().get_by_project_id("p").unwrap().len(), 3);
         // NULL queued_for_delete: listed as not deleted, not counted.
         assert_eq!(
-            t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, Some("p"), None).unwrap().len(),
+            t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, Some("p"), None).unwrap().len(),
             2
         );
         let counts = t.instance_mappings().get_counts("p", Some("u")).unwrap();
         assert_eq!((counts.project, counts.user), (1, Some(1)));
         assert_eq!(
-            t.instance_mappings().get_count_by_uuids_and_user(&[old.clone(), unscheduled.clone(), good.instance_uuid.clone()], "u").unwrap(),
+            t.instance_mappings().get_count_by_uuids_and_user(&[old.clone(), unscheduled.clone(), good.instance_uuid.to_string()], "u").unwrap(),
             1
         );
         // A cell with NULL columns can be saved and destroyed.
@@ -160,7 +195,7 @@ backend_tests! {
         assert_eq!(orphans.len(), 1);
         assert!(orphans[0].cell_mapping.is_none());
         assert_eq!(
-            t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, None, None).unwrap(),
+            t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, None, None).unwrap(),
             vec![good_im.clone()]
         );
         assert_eq!(t.cells().get_by_project_id("p").unwrap(), vec![cell.clone()]);
@@ -259,7 +294,7 @@ fn wrongly_typed_values_on_sqlite() {
         t.instance_mappings().get_by_project_id("p").unwrap(),
         vec![good]
     );
-    assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap(), cell);
+    assert_eq!(t.cells().get_by_uuid(cell.uuid).unwrap(), cell);
 }
 
 /// MySQL with a permissive sql_mode lets in zero dates, which no date type

@@ -36,7 +36,7 @@ backend_tests! {
         let by_uuid: std::collections::HashMap<_, _> =
             got.iter().map(|m| (m.instance_uuid.clone(), m)).collect();
         for new in &batch {
-            let m = by_uuid[&new.instance_uuid];
+            let m = by_uuid[new.instance_uuid.as_str()];
             assert_eq!(m.cell_mapping, new.cell_mapping);
             assert_eq!(m.project_id, "p1");
             assert_eq!(m.user_id.as_deref(), Some("u1"));
@@ -105,14 +105,14 @@ backend_tests! {
     fn bulk_create_into_a_missing_cell_writes_nothing(t) {
         let cell = t.cell();
         let mut gone = t.cell();
-        t.cells().destroy(&gone.uuid).unwrap();
+        t.cells().destroy(gone.uuid).unwrap();
         gone.id += 1000;
         let mut batch = news(20, "p", "u");
         for (i, b) in batch.iter_mut().enumerate() {
             b.cell_mapping = Some(if i == 13 { gone.clone() } else { cell.clone() });
         }
         match t.instance_mappings().create_bulk(batch) {
-            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, gone.uuid),
+            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, gone.uuid.to_string()),
             other => panic!("{other:?}"),
         }
         assert!(t.instance_mappings().get_by_project_id("p").unwrap().is_empty());

@@ -41,7 +41,7 @@ backend_tests! {
         // Any spelling of the uuid finds the same entry.
         let again = db
             .instance_mappings()
-            .get_by_instance_uuid(im.instance_uuid.to_uppercase())
+            .get_by_instance_uuid(im.instance_uuid.as_str().to_uppercase())
             .unwrap();
         assert_eq!(again, first);
         assert_eq!(again, im);
@@ -115,7 +115,7 @@ backend_tests! {
             db.instance_mappings().get_by_instance_uuid(&im.instance_uuid).unwrap();
         }
         assert_eq!(stats(&db).entries, 5);
-        let gone = [ims[1].instance_uuid.to_uppercase(), ims[3].instance_uuid.clone()];
+        let gone = [ims[1].instance_uuid.as_str().to_uppercase(), ims[3].instance_uuid.to_string()];
         assert_eq!(db.instance_mappings().destroy_bulk(&gone).unwrap(), 2);
         assert_eq!(stats(&db).entries, 3);
         for (i, im) in ims.iter().enumerate() {
@@ -140,7 +140,7 @@ backend_tests! {
         assert_eq!(got_cell, cell);
         assert_eq!(stats(&db).entries, 1);
         let spare = t.cell();
-        db.cells().destroy(&spare.uuid).unwrap();
+        db.cells().destroy(spare.uuid).unwrap();
         assert_eq!(stats(&db).entries, 0);
         assert_eq!(stats(&db).hits, 0);
     }

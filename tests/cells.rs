@@ -17,7 +17,7 @@ backend_tests! {
         .disabled(true);
         let created = t.cells().create(new.clone()).unwrap();
         assert!(created.id > 0);
-        assert_eq!(created.uuid, new.uuid);
+        assert_eq!(created.uuid.to_string(), new.uuid);
         assert!(created.created_at.is_some());
         assert_eq!(created.updated_at, None);
 
@@ -31,10 +31,10 @@ backend_tests! {
 
         // An unnamed, enabled cell keeps "no name" distinct from "".
         let plain = t.cells().create(NewCellMapping::new(uuid(), "none:///", "sqlite://")).unwrap();
-        let got = t.cells().get_by_uuid(&plain.uuid).unwrap();
+        let got = t.cells().get_by_uuid(plain.uuid).unwrap();
         assert_eq!(got.name, None);
         assert!(!got.disabled);
-        assert_eq!(got.identity(), got.uuid);
+        assert_eq!(got.identity(), got.uuid.to_string());
         assert_eq!(got, plain);
     }
 
@@ -55,7 +55,7 @@ backend_tests! {
         cell = t.cells()
             .save(&cell, &CellMappingUpdate::new().transport_url("rabbit://other:5672/"))
             .unwrap();
-        let got = t.cells().get_by_uuid(&cell.uuid).unwrap();
+        let got = t.cells().get_by_uuid(cell.uuid).unwrap();
         assert_eq!(got, cell, "the object reflects what is stored");
         assert_eq!(got.transport_url, "rabbit://other:5672/");
         assert!(got.updated_at.is_some());
@@ -67,7 +67,7 @@ backend_tests! {
         // A stale copy that changes one field does not write back the others.
         let stale = before.clone();
         t.cells().save(&stale, &CellMappingUpdate::new().disabled(true)).unwrap();
-        let got = t.cells().get_by_uuid(&cell.uuid).unwrap();
+        let got = t.cells().get_by_uuid(cell.uuid).unwrap();
         assert!(got.disabled);
         assert_eq!(got.transport_url, "rabbit://other:5672/", "the stale URL was not written");
         assert_eq!(got.name, before.name);
@@ -75,14 +75,14 @@ backend_tests! {
         assert_eq!(got.created_at, before.created_at);
 
         // The save is keyed by uuid: the other cell is untouched.
-        assert_eq!(t.cells().get_by_uuid(&bystander.uuid).unwrap(), bystander);
+        assert_eq!(t.cells().get_by_uuid(bystander.uuid).unwrap(), bystander);
     }
 
     fn clearing_the_name_stores_null(t) {
         let mut cell = t.cell();
         cell = t.cells().save(&cell, &CellMappingUpdate::new().name(None)).unwrap();
         assert_eq!(cell.name, None);
-        assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap().name, None);
+        assert_eq!(t.cells().get_by_uuid(cell.uuid).unwrap().name, None);
         let stored = string(t, &format!("SELECT name AS v FROM cell_mappings WHERE uuid = '{}'", cell.uuid));
         assert_eq!(stored, None);
     }
@@ -90,11 +90,11 @@ backend_tests! {
     fn empty_save_writes_nothing(t) {
         let mut cell = t.cell();
         cell = t.cells().save(&cell, &CellMappingUpdate::new()).unwrap();
-        let got = t.cells().get_by_uuid(&cell.uuid).unwrap();
+        let got = t.cells().get_by_uuid(cell.uuid).unwrap();
         assert_eq!(got.updated_at, None, "an empty save must not touch updated_at");
         assert_eq!(got, cell);
         // It still reports a cell that is gone.
-        t.cells().destroy(&cell.uuid).unwrap();
+        t.cells().destroy(cell.uuid).unwrap();
         let err = t.cells().save(&cell, &CellMappingUpdate::new()).unwrap_err();
         assert!(matches!(err, Error::CellMappingNotFound { .. }), "{err:?}");
     }
@@ -102,12 +102,12 @@ backend_tests! {
     fn destroy_then_get_is_not_found(t) {
         let cell = t.cell();
         let other = t.cell();
-        t.cells().destroy(&cell.uuid).unwrap();
-        match t.cells().get_by_uuid(&cell.uuid) {
-            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, cell.uuid),
+        t.cells().destroy(cell.uuid).unwrap();
+        match t.cells().get_by_uuid(cell.uuid) {
+            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, cell.uuid.to_string()),
             r => panic!("{r:?}"),
         }
-        assert_eq!(t.cells().get_by_uuid(&other.uuid).unwrap(), other);
+        assert_eq!(t.cells().get_by_uuid(other.uuid).unwrap(), other);
     }
 
     fn destroy_unknown_is_not_found(t) {
@@ -123,14 +123,14 @@ backend_tests! {
         t.instance(Some(&cell), "p", "u");
         t.instance(Some(&cell), "p", "u");
         t.host_mappings().create(new_host(&cell)).unwrap();
-        match t.cells().destroy(&cell.uuid) {
+        match t.cells().destroy(cell.uuid) {
             Err(Error::CellMappingInUse { uuid, instance_mappings, host_mappings }) => {
-                assert_eq!(uuid, cell.uuid);
+                assert_eq!(uuid, cell.uuid.to_string());
                 assert_eq!((instance_mappings, host_mappings), (2, 1));
             }
             r => panic!("{r:?}"),
         }
-        assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap(), cell);
+        assert_eq!(t.cells().get_by_uuid(cell.uuid).unwrap(), cell);
     }
 
     fn list_all_in_id_order(t) {

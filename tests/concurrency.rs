@@ -312,8 +312,8 @@ fn sqlite_busy_is_retried(t: &TestDb) {
             .unwrap()
             .project_id
     };
-    assert_eq!(got(&a.instance_uuid), "holder");
-    assert_eq!(got(&b.instance_uuid), "impatient");
+    assert_eq!(got(a.instance_uuid.as_str()), "holder");
+    assert_eq!(got(b.instance_uuid.as_str()), "impatient");
 
     // With retries off, the same refusal is a typed transient error.
     let no_retry = t.reopen(
@@ -338,7 +338,7 @@ fn sqlite_busy_is_retried(t: &TestDb) {
         })
         .unwrap();
     assert_eq!(transience(&err), Transience::RolledBack, "{err:?}");
-    assert_eq!(got(&b.instance_uuid), "impatient");
+    assert_eq!(got(b.instance_uuid.as_str()), "impatient");
 }
 
 backend_tests! {
@@ -349,24 +349,24 @@ backend_tests! {
         t.instance(None, "p", "u");
         let h = t.host(&cell);
         let before = support::snapshot(t);
-        match t.cells().destroy(&cell.uuid) {
+        match t.cells().destroy(cell.uuid) {
             Err(Error::CellMappingInUse { uuid, instance_mappings, host_mappings }) => {
-                assert_eq!((uuid.as_str(), instance_mappings, host_mappings), (cell.uuid.as_str(), 2, 1));
+                assert_eq!((uuid.as_str(), instance_mappings, host_mappings), (cell.uuid.to_string().as_str(), 2, 1));
             }
             other => panic!("{other:?}"),
         }
-        let err = t.cells().destroy(&cell.uuid).unwrap_err();
+        let err = t.cells().destroy(cell.uuid).unwrap_err();
         assert!(err.to_string().contains("2 instance mapping(s) and 1 host mapping(s)"), "{err}");
         assert_eq!(support::snapshot(t), before, "a refused destroy wrote something");
         let remaining: Vec<_> = t.instance_mappings().get_by_cell_id(cell.id).unwrap().into_iter().map(|m| m.instance_uuid).collect();
         assert_eq!(t.instance_mappings().destroy_bulk(&remaining).unwrap(), 2);
         assert!(remaining.contains(&a.instance_uuid));
         assert!(matches!(
-            t.cells().destroy(&cell.uuid),
+            t.cells().destroy(cell.uuid),
             Err(Error::CellMappingInUse { instance_mappings: 0, host_mappings: 1, .. })
         ));
         t.host_mappings().destroy(&h.host).unwrap();
-        t.cells().destroy(&cell.uuid).unwrap();
+        t.cells().destroy(cell.uuid).unwrap();
     }
 
     fn destroying_a_cell_racing_new_mappings_leaves_no_orphan(t) {
@@ -375,7 +375,7 @@ backend_tests! {
             let (db, c) = (t.db.clone(), cell.clone());
             let results = race(4, move |i| {
                 if i == 0 {
-                    db.cells().destroy(&c.uuid).map(|()| 0)
+                    db.cells().destroy(c.uuid).map(|()| 0)
                 } else {
                     db.instance_mappings().create(new_instance("p", "u").cell(&c)).map(|_| 1)
                 }
@@ -384,7 +384,7 @@ backend_tests! {
             for r in &results[1..] {
                 match r {
                     Ok(_) => {}
-                    Err(Error::CellMappingNotFound { uuid }) => assert_eq!(*uuid, cell.uuid),
+                    Err(Error::CellMappingNotFound { uuid }) => assert_eq!(*uuid, cell.uuid.to_string()),
                     Err(e) => panic!("create racing a destroy gave {e:?}"),
                 }
             }
@@ -392,7 +392,7 @@ backend_tests! {
                 Ok(_) => assert_eq!(created, 0, "a mapping was created in a destroyed cell"),
                 Err(Error::CellMappingInUse { instance_mappings, .. }) => {
                     assert!(*instance_mappings >= 1);
-                    assert!(t.cells().get_by_uuid(&cell.uuid).is_ok());
+                    assert!(t.cells().get_by_uuid(cell.uuid).is_ok());
                 }
                 Err(e) => panic!("destroy racing creates gave {e:?}"),
             }
@@ -412,7 +412,7 @@ backend_tests! {
                 tx.instance_mappings().create(NewInstanceMapping::new(uuid(), "p", "u"))?;
                 tx.cells().create(new_cell())?;
                 // Fails half-way: the uuid is taken.
-                tx.cells().create(NewCellMapping::new(cell.uuid.clone(), "rabbit://", "mysql://"))?;
+                tx.cells().create(NewCellMapping::new(cell.uuid, "rabbit://", "mysql://"))?;
                 Ok(())
             })
             .unwrap_err();

@@ -160,7 +160,7 @@ fn callers_of_a_dead_server_all_get_a_connection_error_fast(backend: BackendKind
                 s.spawn(move || {
                     let start = Instant::now();
                     let r = if i % 2 == 0 {
-                        db.cells().get_by_uuid(&cell.uuid).map(|_| ())
+                        db.cells().get_by_uuid(cell.uuid).map(|_| ())
                     } else {
                         db.cells().create(mapping_testkit::new_cell()).map(|_| ())
                     };
@@ -183,7 +183,7 @@ fn callers_of_a_dead_server_all_get_a_connection_error_fast(backend: BackendKind
     relay.restore();
     let mut last = Err(Error::PoolTimeout { waited_ms: 0 });
     for _ in 0..100 {
-        last = db.cells().get_by_uuid(&cell.uuid);
+        last = db.cells().get_by_uuid(cell.uuid);
         if last.is_ok() {
             break;
         }

@@ -23,7 +23,7 @@ backend_tests! {
 
     fn cell_defaults_to_enabled(t) {
         let cell = t.cell();
-        assert!(!t.cells().get_by_uuid(&cell.uuid).unwrap().disabled);
+        assert!(!t.cells().get_by_uuid(cell.uuid).unwrap().disabled);
     }
 
     fn unknown_cell_is_not_found(t) {
@@ -49,7 +49,7 @@ backend_tests! {
         cell = t.cells()
             .save(&cell, &CellMappingUpdate::new().disabled(true).name(Some("renamed")))
             .unwrap();
-        let got = t.cells().get_by_uuid(&cell.uuid).unwrap();
+        let got = t.cells().get_by_uuid(cell.uuid).unwrap();
         assert_eq!(got, cell);
         assert!(got.disabled);
         assert_eq!(got.name.as_deref(), Some("renamed"));
@@ -61,16 +61,16 @@ backend_tests! {
 
     fn cell_save_of_missing_cell_is_not_found(t) {
         let cell = t.cell();
-        t.cells().destroy(&cell.uuid).unwrap();
+        t.cells().destroy(cell.uuid).unwrap();
         let err = t.cells().save(&cell, &CellMappingUpdate::new().disabled(true)).unwrap_err();
         assert!(matches!(err, Error::CellMappingNotFound { .. }), "{err:?}");
     }
 
     fn cell_destroy(t) {
         let cell = t.cell();
-        t.cells().destroy(&cell.uuid).unwrap();
-        assert!(t.cells().get_by_uuid(&cell.uuid).unwrap_err().is_not_found());
-        assert!(matches!(t.cells().destroy(&cell.uuid), Err(Error::CellMappingNotFound { .. })));
+        t.cells().destroy(cell.uuid).unwrap();
+        assert!(t.cells().get_by_uuid(cell.uuid).unwrap_err().is_not_found());
+        assert!(matches!(t.cells().destroy(cell.uuid), Err(Error::CellMappingNotFound { .. })));
     }
 
     fn cell0_identity(t) {
@@ -82,8 +82,8 @@ backend_tests! {
         assert_eq!(cell0.identity(), format!("{CELL0_UUID}(cell0)"));
         let mut unnamed = t.cell();
         unnamed = t.cells().save(&unnamed, &CellMappingUpdate::new().name(None)).unwrap();
-        let got = t.cells().get_by_uuid(&unnamed.uuid).unwrap();
-        assert_eq!(got.identity(), got.uuid);
+        let got = t.cells().get_by_uuid(unnamed.uuid).unwrap();
+        assert_eq!(got.identity(), got.uuid.to_string());
         assert!(!got.is_cell0());
     }
 
@@ -195,7 +195,7 @@ backend_tests! {
         })
         .unwrap();
         let im = t.instance_mappings().get_by_instance_uuid(&im_uuid).unwrap();
-        assert_eq!(im.cell_mapping.unwrap().uuid, cell_uuid);
+        assert_eq!(im.cell_mapping.unwrap().uuid.to_string(), cell_uuid);
     }
 
     fn transaction_rolls_back_on_error(t) {

@@ -153,7 +153,7 @@ fn a_pool_with_no_free_connection_times_out() {
         // waits for it, up to the timeout.
         let err = t
             .transaction::<_, cell_mappings::Error, _>(|tx| {
-                tx.cells().get_by_uuid(&cell.uuid)?;
+                tx.cells().get_by_uuid(cell.uuid)?;
                 Ok(t.cells().get_all().unwrap_err())
             })
             .unwrap();
@@ -186,7 +186,7 @@ fn killed_connections_are_survived(backend: cell_mappings::BackendKind) {
 
     // 1. Idle connections killed: the next calls reconnect and succeed.
     assert!(support::kill_server_connections(&t) >= 1);
-    assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap(), cell);
+    assert_eq!(t.cells().get_by_uuid(cell.uuid).unwrap(), cell);
     assert_eq!(
         t.instance_mappings()
             .get_by_instance_uuid(&im.instance_uuid)
@@ -275,7 +275,7 @@ fn database_that_comes_back_is_served_again(backend: cell_mappings::BackendKind)
         _ => format!("DROP DATABASE {name}"),
     });
     for _ in 0..2 {
-        let err = t.cells().get_by_uuid(&cell.uuid).unwrap_err();
+        let err = t.cells().get_by_uuid(cell.uuid).unwrap_err();
         assert!(
             matches!(err, Error::Connection { .. }),
             "{backend:?}: {err:?}"

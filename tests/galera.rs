@@ -85,7 +85,7 @@ fn fresh_database(c: &Cluster, tag: &str) -> (Vec<String>, String) {
     open(&c.nodes[0], options())
         .with_connection(|conn| {
             conn.batch_execute(&format!("CREATE DATABASE {name}"))
-                .map_err(|e| Error::Migration(e.to_string()))
+                .map_err(Error::from)
         })
         .unwrap();
     let on = |url: &str| {
@@ -108,7 +108,7 @@ fn text(db: &Database, sql: &str) -> String {
     db.with_connection(|c| {
         diesel::sql_query(sql)
             .get_result::<V>(c)
-            .map_err(|e| Error::Migration(e.to_string()))
+            .map_err(Error::from)
     })
     .unwrap_or_else(|e| panic!("{sql}: {e}"))
     .v
@@ -442,7 +442,7 @@ fn status(db: &Database, var: &str) -> String {
         diesel::sql_query(format!("SHOW STATUS LIKE '{var}'"))
             .get_result::<S>(c)
             .map(|s| s.value)
-            .map_err(|e| Error::Migration(e.to_string()))
+            .map_err(Error::from)
     })
     .unwrap_or_default()
 }

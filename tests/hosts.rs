@@ -116,11 +116,11 @@ backend_tests! {
 
     fn create_in_an_unknown_cell_is_refused(t) {
         let mut ghost = t.cell();
-        t.cells().destroy(&ghost.uuid).unwrap();
+        t.cells().destroy(ghost.uuid).unwrap();
         ghost.id = i32::MAX;
-        ghost.uuid = uuid();
+        ghost.uuid = uuid().parse().unwrap();
         match t.host_mappings().create(new_host(&ghost)) {
-            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, ghost.uuid),
+            Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, ghost.uuid.to_string()),
             r => panic!("{r:?}"),
         }
     }

@@ -198,13 +198,13 @@ backend_tests! {
         let scheduled = t.instance(Some(&cell), "p", "u");
         let unscheduled = t.instance(None, "q", "v");
         let not_asked = t.instance(Some(&cell), "p", "u");
-        let asked = [scheduled.instance_uuid.clone(), uuid(), unscheduled.instance_uuid.clone(), uuid()];
+        let asked = [scheduled.instance_uuid.to_string(), uuid(), unscheduled.instance_uuid.to_string(), uuid()];
         let got = t.instance_mappings().get_by_instance_uuids(&asked).unwrap();
         assert_eq!(uuids_of(&got), uuids(&[&scheduled, &unscheduled]));
         assert!(!got.iter().any(|im| im.instance_uuid == not_asked.instance_uuid));
         let by_uuid = |u: &str| got.iter().find(|im| im.instance_uuid == u).unwrap().clone();
-        assert_eq!(by_uuid(&scheduled.instance_uuid), scheduled);
-        assert_eq!(by_uuid(&unscheduled.instance_uuid), unscheduled);
+        assert_eq!(by_uuid(scheduled.instance_uuid.as_str()), scheduled);
+        assert_eq!(by_uuid(unscheduled.instance_uuid.as_str()), unscheduled);
         let none: [&str; 0] = [];
         assert!(t.instance_mappings().get_by_instance_uuids(&none).unwrap().is_empty());
         assert!(t.instance_mappings().get_by_instance_uuids(&[uuid()]).unwrap().is_empty());
@@ -214,9 +214,9 @@ backend_tests! {
         let im = t.instance(None, "p", "u");
         // The same uuid twice, in two spellings, far enough apart to land in
         // different statements.
-        let mut asked = vec![im.instance_uuid.clone()];
+        let mut asked = vec![im.instance_uuid.to_string()];
         asked.extend((0..cell_mappings::__private::UUID_CHUNK).map(|_| uuid()));
-        asked.push(im.instance_uuid.to_uppercase());
+        asked.push(im.instance_uuid.as_str().to_uppercase());
         let got = t.instance_mappings().get_by_instance_uuids(&asked).unwrap();
         assert_eq!(got, vec![im.clone()]);
         assert_eq!(t.instance_mappings().get_count_by_uuids_and_user(&asked, "u").unwrap(), 1);
@@ -232,7 +232,7 @@ backend_tests! {
         let cell = t.cell();
         let gone = [t.instance(Some(&cell), "p", "u"), t.instance(None, "p", "u")];
         let kept = t.instance(Some(&cell), "p", "u");
-        let mut asked: Vec<String> = gone.iter().map(|im| im.instance_uuid.clone()).collect();
+        let mut asked: Vec<String> = gone.iter().map(|im| im.instance_uuid.to_string()).collect();
         asked.push(uuid());
         assert_eq!(t.instance_mappings().destroy_bulk(&asked).unwrap(), 2);
         for im in &gone {
@@ -254,7 +254,7 @@ backend_tests! {
         let queued = t.instance_mappings().create(new_instance("p", "u").cell(&a).queued_for_delete(true)).unwrap();
         t.instance(None, "p", "u");
         let list = |cell: &CellMapping, project: Option<&str>, limit: Option<i64>| {
-            t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, project, limit).unwrap()
+            t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, project, limit).unwrap()
         };
         for (cell, project, expected) in [(&a, "p", &a_p), (&a, "q", &a_q), (&b, "p", &b_p), (&b, "q", &b_q)] {
             let got = list(cell, Some(project), None);
@@ -293,7 +293,7 @@ backend_tests! {
 
     fn not_deleted_refuses_a_negative_limit(t) {
         let a = t.cell();
-        let err = t.instance_mappings().get_not_deleted_by_cell_and_project(&a.uuid, None, Some(-1)).unwrap_err();
+        let err = t.instance_mappings().get_not_deleted_by_cell_and_project(a.uuid, None, Some(-1)).unwrap_err();
         assert!(matches!(err, Error::InvalidInput { field: "limit", .. }), "{err:?}");
     }
 
@@ -357,7 +357,13 @@ fn count_fixture(t: &TestDb, cell: &CellMapping) -> Vec<String> {
         let new = NewInstanceMapping::new(uuid(), project, user)
             .cell(cell)
             .queued_for_delete(queued);
-        out.push(t.instance_mappings().create(new).unwrap().instance_uuid);
+        out.push(
+            t.instance_mappings()
+                .create(new)
+                .unwrap()
+                .instance_uuid
+                .into_string(),
+        );
     }
     let null = uuid();
     raw_instance(t, &null, Some(cell.id), "p", Some("u"), None);

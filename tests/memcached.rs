@@ -63,7 +63,10 @@ fn mstats(db: &Database) -> MemcachedStats {
         .expect("memcached tier is on")
 }
 
-fn lookup(db: &Database, uuid: &str) -> Option<InstanceMapping> {
+fn lookup(
+    db: &Database,
+    uuid: &(impl cell_mappings::ToUuid + std::fmt::Display + ?Sized),
+) -> Option<InstanceMapping> {
     match db.instance_mappings().get_by_instance_uuid(uuid) {
         Ok(m) => Some(m),
         Err(e) if e.is_not_found() => None,
@@ -219,7 +222,7 @@ fn state(m: Option<&InstanceMapping>) -> String {
             let c = m.cell_mapping.as_ref();
             format!(
                 "{}|{}|{}|{}",
-                c.map_or("-", |c| c.uuid.as_str()),
+                c.map_or("-".to_owned(), |c| c.uuid.to_string()),
                 c.and_then(|c| c.name.as_deref()).unwrap_or("-"),
                 m.queued_for_delete,
                 m.project_id
@@ -240,7 +243,7 @@ backend_tests! {
         let s = mstats(&a);
         assert_eq!((s.hits, s.misses, s.fills), (0, 1, 1));
         // Another handle (as another process would) hits what `a` stored.
-        assert_eq!(lookup(&b, &im.instance_uuid.to_uppercase()), Some(im.clone()));
+        assert_eq!(lookup(&b, &im.instance_uuid.as_str().to_uppercase()), Some(im.clone()));
         assert_eq!(mstats(&b).hits, 1);
         // With the first tier on too, a memcached hit fills it.
         let both = t.reopen(Options::default().cache(Some(CacheOptions::default())).memcached(Some(m.clone())));
@@ -290,7 +293,7 @@ backend_tests! {
         c1 = w.cells().save(&c1, &CellMappingUpdate::new().name(Some("renamed"))).unwrap();
         assert!(!check("cell save"));
         let spare = t.cell();
-        w.cells().destroy(&spare.uuid).unwrap();
+        w.cells().destroy(spare.uuid).unwrap();
         // Another cell's write leaves this mapping's value valid.
         assert!(check("another cell's destroy"));
         w.transaction::<_, cell_mappings::Error, _>(|tx| tx.instance_mappings().save(&im, &InstanceMappingUpdate::new().queued_for_delete(false)))
@@ -302,7 +305,7 @@ backend_tests! {
         again.cell_mapping = Some(c2.clone());
         w.instance_mappings().create_bulk(vec![again]).unwrap();
         assert!(!check("create_bulk"));
-        w.instance_mappings().destroy_bulk(&[u.to_uppercase()]).unwrap();
+        w.instance_mappings().destroy_bulk(&[u.as_str().to_uppercase()]).unwrap();
         assert!(!check("destroy_bulk"));
         let mut again = cell_mappings::NewInstanceMapping::new(u.clone(), "p3", "u");
         again.cell_mapping = Some(c1.clone());
@@ -522,7 +525,7 @@ fn two_processes(backend: BackendKind, test: &str) {
     let ims: Vec<InstanceMapping> = (0..12)
         .map(|i| t.instance(Some(&cells[i % 3]), "p", "u"))
         .collect();
-    let uuids: Vec<String> = ims.iter().map(|i| i.instance_uuid.clone()).collect();
+    let uuids: Vec<String> = ims.iter().map(|i| i.instance_uuid.to_string()).collect();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD, t.url())

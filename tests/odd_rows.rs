@@ -60,7 +60,7 @@ fn view(t: &TestDb, a: &CellMapping, b: &CellMapping) -> View {
             .iter()
             .map(|(c, p)| {
                 uuids_of(
-                    &im.get_not_deleted_by_cell_and_project(&c.uuid, *p, None)
+                    &im.get_not_deleted_by_cell_and_project(c.uuid, *p, None)
                         .unwrap(),
                 )
             })
@@ -133,7 +133,7 @@ backend_tests! {
         let cell = t.cell();
         let spaced = marker(t);
         let ims = [t.instance(Some(&cell), "p", "u"), t.instance(None, "p", "u")];
-        let asked: Vec<String> = ims.iter().map(|im| im.instance_uuid.clone()).collect();
+        let asked: Vec<String> = ims.iter().map(|im| im.instance_uuid.to_string()).collect();
         let got = t.instance_mappings().get_by_instance_uuids(&asked).unwrap();
         assert_eq!(uuids_of(&got), sorted(asked.clone()));
         assert_eq!(t.instance_mappings().get_count_by_uuids_and_user(&asked, "u").unwrap(), 2);
@@ -208,7 +208,7 @@ backend_tests! {
             sorted([no_user.clone(), no_queued.clone()])
         );
         assert_eq!(
-            uuids_of(&t.instance_mappings().get_not_deleted_by_cell_and_project(&cell.uuid, Some("p"), None).unwrap()),
+            uuids_of(&t.instance_mappings().get_not_deleted_by_cell_and_project(cell.uuid, Some("p"), None).unwrap()),
             sorted([no_user.clone(), no_queued.clone()]),
             "NULL queued_for_delete is not deleted"
         );

@@ -32,7 +32,7 @@ fn kill_other_sessions(t: &mapping_testkit::TestDb) {
                     )
                     .load::<Id>(c)
                     .map(|v| v.into_iter().map(|i| i.id).collect())
-                    .map_err(|e| cell_mappings::Error::Migration(e.to_string()))
+                    .map_err(cell_mappings::Error::from)
                 })
                 .unwrap();
             for id in ids {
@@ -40,7 +40,7 @@ fn kill_other_sessions(t: &mapping_testkit::TestDb) {
                 let _ = t.with_connection(|c| {
                     use diesel::connection::SimpleConnection;
                     c.batch_execute(&format!("KILL {id}"))
-                        .map_err(|e| cell_mappings::Error::Migration(e.to_string()))
+                        .map_err(cell_mappings::Error::from)
                 });
             }
         }
@@ -94,7 +94,7 @@ backend_tests! {
                     .with_connection(|c| {
                         diesel::sql_query("PRAGMA mmap_size")
                             .get_result::<Mmap>(c)
-                            .map_err(|e| cell_mappings::Error::Migration(e.to_string()))
+                            .map_err(cell_mappings::Error::from)
                     })
                     .unwrap();
                 assert_eq!(got.mmap_size as u64, size);

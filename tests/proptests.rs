@@ -238,7 +238,7 @@ backend_tests! {
                 return Ok(());
             }
             let created = ok(result)?;
-            prop_assert_eq!(&created.uuid, &canonical(&uuid));
+            prop_assert_eq!(&created.uuid.to_string(), &canonical(&uuid));
             prop_assert_eq!(&created.name, &name);
             prop_assert_eq!(&created.transport_url, &transport_url);
             prop_assert_eq!(&created.database_connection, &database_connection);

@@ -14,7 +14,7 @@ use support::snapshot;
 /// Asserts that `r` is `CellMappingNotFound` naming `cell`.
 fn refused<T: std::fmt::Debug>(r: Result<T, Error>, cell: &CellMapping) {
     match r {
-        Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, cell.uuid),
+        Err(Error::CellMappingNotFound { uuid }) => assert_eq!(uuid, cell.uuid.to_string()),
         other => panic!(
             "expected CellMappingNotFound for {}, got {other:?}",
             cell.uuid
@@ -58,7 +58,7 @@ backend_tests! {
     fn a_stale_cell_whose_id_was_reused_is_refused(t) {
         let _older = t.cell();
         let stale = t.cell();
-        t.cells().destroy(&stale.uuid).unwrap();
+        t.cells().destroy(stale.uuid).unwrap();
         let newer = t.cell();
         if t.backend() == BackendKind::Sqlite {
             // Nova's SQLite schema has no AUTOINCREMENT: the id comes back.
@@ -72,7 +72,7 @@ backend_tests! {
     fn a_forged_cell_is_refused(t) {
         let real = t.cell();
         // A real id with a made-up uuid.
-        let forged = CellMapping { uuid: Uuid::new_v4().to_string(), ..real.clone() };
+        let forged = CellMapping { uuid: Uuid::new_v4(), ..real.clone() };
         every_reference_is_refused(t, &forged);
         // A real uuid with another cell's id.
         let other = t.cell();
@@ -111,7 +111,7 @@ backend_tests! {
     fn a_transaction_carries_on_after_a_refused_statement(t) {
         let cell = t.cell();
         let taken = t.instance(Some(&cell), "p", "u");
-        let forged = CellMapping { uuid: Uuid::new_v4().to_string(), ..cell.clone() };
+        let forged = CellMapping { uuid: Uuid::new_v4(), ..cell.clone() };
         let fresh = new_instance("p", "u").cell(&cell);
         let fresh_uuid = fresh.instance_uuid.clone();
         let host = t.host(&cell);
@@ -132,7 +132,7 @@ backend_tests! {
                 Err(Error::HostMappingExists { .. })
             ));
             assert!(matches!(
-                tx.cells().create(NewCellMapping::new(cell.uuid.as_str(), "", "")),
+                tx.cells().create(NewCellMapping::new(cell.uuid.to_string(), "", "")),
                 Err(Error::CellMappingExists { .. })
             ));
             assert!(matches!(

@@ -246,13 +246,13 @@ backend_tests! {
         };
 
         let mut cell = t.cell();
-        assert_stored(raw("cell_mappings", "created_at", "uuid", &cell.uuid), cell.created_at.unwrap());
+        assert_stored(raw("cell_mappings", "created_at", "uuid", &cell.uuid.to_string()), cell.created_at.unwrap());
         cell = t.cells().save(&cell, &CellMappingUpdate::new().disabled(true)).unwrap();
-        assert_stored(raw("cell_mappings", "updated_at", "uuid", &cell.uuid), cell.updated_at.unwrap());
-        assert_eq!(t.cells().get_by_uuid(&cell.uuid).unwrap(), cell);
+        assert_stored(raw("cell_mappings", "updated_at", "uuid", &cell.uuid.to_string()), cell.updated_at.unwrap());
+        assert_eq!(t.cells().get_by_uuid(cell.uuid).unwrap(), cell);
 
         let mut im = t.instance_mappings().create(new_instance("p", "u")).unwrap();
-        let key = im.instance_uuid.clone();
+        let key = im.instance_uuid.to_string();
         assert_stored(raw("instance_mappings", "created_at", "instance_uuid", &key), im.created_at.unwrap());
         im = t.instance_mappings()
             .save(&im, &InstanceMappingUpdate::new().cell(Some(&cell)).queued_for_delete(true))
@@ -286,7 +286,7 @@ empty_backend_tests! {
         assert_eq!(cell0.created_at, Some(stored(CREATED, b)));
         assert_eq!(cell0.updated_at, None);
         let cell1 = &cells[1];
-        assert_eq!(cell1.uuid, CELL1);
+        assert_eq!(cell1.uuid.to_string(), CELL1);
         assert_eq!(cell1.transport_url, "rabbit://{username}:{password}@{hostname}/");
         assert_eq!(
             cell1.database_connection,
@@ -336,7 +336,7 @@ empty_backend_tests! {
 
         // Reverting would drop Nova's tables: refused, nothing changes.
         match t.revert_last_migration() {
-            Err(Error::Migration(msg)) => assert!(msg.contains("alembic_version"), "{msg}"),
+            Err(Error::Migration { reason: msg, .. }) => assert!(msg.contains("alembic_version"), "{msg}"),
             other => panic!("revert of an adopted database was not refused: {other:?}"),
         }
         assert_eq!(t.applied_migrations().unwrap(), vec![baseline()]);
@@ -376,7 +376,7 @@ empty_backend_tests! {
         t.exec(&nova_rows(t));
         let before = tables(t);
         match t.migrate() {
-            Err(Error::Migration(msg)) => {
+            Err(Error::Migration { reason: msg, .. }) => {
                 assert!(msg.contains("unknown origin"), "{msg}");
                 assert!(msg.contains("cell_mappings"), "{msg}");
             }
@@ -392,7 +392,7 @@ empty_backend_tests! {
              INSERT INTO alembic_version (version_num) VALUES ('13863f4e1612');",
         );
         match t.migrate() {
-            Err(Error::Migration(msg)) => assert!(msg.contains("cell database"), "{msg}"),
+            Err(Error::Migration { reason: msg, .. }) => assert!(msg.contains("cell database"), "{msg}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(tables(t), vec!["alembic_version".to_owned()]);

@@ -1,7 +1,7 @@
 //! Opening databases through every URL form of SPEC §6 that users have in
 //! `nova.conf`, on every backend compiled in; SQLite connection settings.
 
-use cell_mappings::{BackendKind, Database, Error};
+use cell_mappings::{BackendKind, Database, Error, UrlError};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use mapping_testkit::{admin_url, compiled_backends, TestDb};
@@ -25,7 +25,7 @@ fn pragma(db: &Database, name: &str) -> String {
         ))
         .get_result::<Pragma>(c)
         .map(|p| p.v)
-        .map_err(|e| Error::Migration(e.to_string()))
+        .map_err(Error::from)
     })
     .unwrap()
 }
@@ -66,7 +66,7 @@ fn sqlite_url_forms_open_the_same_file() {
     );
     for url in [abs.clone(), pysqlite, file.display().to_string()] {
         let db = Database::open(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
-        assert_eq!(db.cells().get_by_uuid(&cell.uuid).unwrap(), cell, "{url}");
+        assert_eq!(db.cells().get_by_uuid(cell.uuid).unwrap(), cell, "{url}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -100,7 +100,7 @@ fn server_url_forms_reach_the_same_database() {
         for url in sqlalchemy_form(backend, t.url()) {
             let db = Database::open(&url).unwrap_or_else(|e| panic!("{backend:?} {url}: {e}"));
             assert_eq!(db.backend(), backend);
-            assert_eq!(db.cells().get_by_uuid(&cell.uuid).unwrap(), cell, "{url}");
+            assert_eq!(db.cells().get_by_uuid(cell.uuid).unwrap(), cell, "{url}");
         }
     }
 }
@@ -116,6 +116,72 @@ fn bad_urls_are_refused_without_the_password() {
         assert!(matches!(err, Error::Url(_)), "{url}: {err:?}");
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
         assert!(!format!("{err:?}").contains("s3cr3t"), "{err:?}");
+        // The typed cause is kept, and it holds no password either.
+        let cause = std::error::Error::source(&err).expect("a source");
+        let typed = cause
+            .downcast_ref::<UrlError>()
+            .expect("the source is a UrlError");
+        assert_eq!(
+            Some(typed),
+            cell_mappings::ConnectionUrl::parse(url).err().as_ref()
+        );
+        assert!(!chain(&err).contains("s3cr3t"), "{}", chain(&err));
+        assert!(!format!("{typed:?}").contains("s3cr3t"), "{typed:?}");
+    }
+}
+
+/// The error and its causes, each on its own line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push('\n');
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
+#[test]
+fn migration_errors_keep_their_cause_without_the_password() {
+    for &backend in compiled_backends() {
+        let t = TestDb::new(backend);
+        // diesel's migrations table, but not as diesel makes it: reading the
+        // applied migrations fails in diesel's harness.
+        t.exec("DROP TABLE __diesel_schema_migrations");
+        t.exec("CREATE TABLE __diesel_schema_migrations (not_a_version INTEGER)");
+        // The URL with a password, even where the server does not ask for one.
+        let url = with_password(backend, t.url());
+        let db = Database::open(&url).unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        let err = db.applied_migrations().unwrap_err();
+        let Error::Migration { ref reason, .. } = err else {
+            panic!("{backend:?}: expected a migration error, got {err:?}")
+        };
+        assert!(reason.contains("applied migrations"), "{reason}");
+        let cause =
+            std::error::Error::source(&err).expect("the harness error is kept as the source");
+        assert!(!cause.to_string().is_empty());
+        for shown in [err.to_string(), format!("{err:?}"), chain(&err)] {
+            assert!(!shown.contains("s3cr3t"), "{backend:?}: {shown}");
+        }
+        // A refusal has a reason and no cause.
+        let refused = Error::migration_refused("no");
+        assert!(std::error::Error::source(&refused).is_none());
+    }
+}
+
+/// `url` with the user `postgres` given the password `s3cr3t` on
+/// PostgreSQL (the test server trusts local connections, so it is not
+/// checked); the MariaDB server checks it and SQLite has none, so their
+/// URLs are returned as they are.
+fn with_password(backend: BackendKind, url: &str) -> String {
+    match backend {
+        BackendKind::Postgres => {
+            let (scheme, rest) = url.split_once("://").unwrap();
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://postgres:s3cr3t@{rest}")
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -19,15 +19,11 @@ struct One {
 /// Runs `sql`, which must select one nullable text column named `v`, and
 /// returns its values.
 pub fn strings(t: &TestDb, sql: &str) -> Vec<Option<String>> {
-    t.db.with_connection(|c| {
-        diesel::sql_query(sql)
-            .load::<One>(c)
-            .map_err(|e| Error::Migration(e.to_string()))
-    })
-    .unwrap_or_else(|e| panic!("raw query failed on {:?}: {e}\n{sql}", t.backend()))
-    .into_iter()
-    .map(|r| r.v)
-    .collect()
+    t.db.with_connection(|c| diesel::sql_query(sql).load::<One>(c).map_err(Error::from))
+        .unwrap_or_else(|e| panic!("raw query failed on {:?}: {e}\n{sql}", t.backend()))
+        .into_iter()
+        .map(|r| r.v)
+        .collect()
 }
 
 /// The single value `sql` selects as `v`.

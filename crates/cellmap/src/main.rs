@@ -27,7 +27,7 @@ use mapping_cellv2::{
 };
 use mapping_diesel::{Database, Options};
 use mapping_model::{CellMappingUpdate, NewCellMapping, CELL0_UUID};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use config::Config;
 use output::{mask_password, Format, Listing};
@@ -460,7 +460,7 @@ fn list_cells(ctx: &Ctx, verbose: bool) -> Result<u8, Failure> {
     for c in cells {
         l.push(vec![
             json!(c.name.unwrap_or_default()),
-            json!(c.uuid),
+            json!(c.uuid.to_string()),
             json!(show(&c.transport_url)),
             json!(show(&c.database_connection)),
             json!(c.disabled),
@@ -660,7 +660,7 @@ fn list_hosts(ctx: &Ctx, cell_uuid: Option<&str>) -> Result<u8, Failure> {
     for h in hosts {
         l.push(vec![
             json!(h.cell_mapping.name),
-            json!(h.cell_mapping.uuid),
+            json!(h.cell_mapping.uuid.to_string()),
             json!(h.host),
         ]);
     }
@@ -709,7 +709,7 @@ fn verify_instance(ctx: &Ctx, uuid: &str, quiet: bool) -> Result<u8, Failure> {
             Format::Table => println!("{text}"),
             Format::Json => println!(
                 "{}",
-                json!({"uuid": uuid, "status": status, "cell_uuid": cell.map(|c| c.uuid.clone())})
+                json!({"uuid": uuid, "status": status, "cell_uuid": cell.map(|c| c.uuid.to_string())})
             ),
         }
     }
@@ -819,7 +819,7 @@ fn discover_hosts(
     if verbose || ctx.format == Format::Json {
         let mut l = Listing::new(vec![("Hostname", "host"), ("Cell UUID", "cell_uuid")]);
         for d in &found {
-            l.push(vec![json!(d.host), json!(d.cell_uuid)]);
+            l.push(vec![json!(d.host), json!(d.cell_uuid.to_string())]);
         }
         l.print(ctx.format);
     }
@@ -882,6 +882,21 @@ fn check(ctx: &Ctx) -> Result<u8, Failure> {
     let api = ctx.api()?;
     let router = ctx.router(&api)?;
     let report = mapping_cellv2::check(&api, &router).map_err(fail("check"))?;
+    // One listing of the problems for both formats.
+    let mut problems = Listing::new(vec![
+        ("Problem", "kind"),
+        ("Count", "count"),
+        ("Examples", "sample"),
+        ("What to do", "hint"),
+    ]);
+    for p in &report.problems {
+        problems.push(vec![
+            json!(p.kind),
+            json!(p.count),
+            json!(p.sample),
+            json!(p.hint),
+        ]);
+    }
     match ctx.format {
         Format::Json => println!(
             "{}",
@@ -889,32 +904,14 @@ fn check(ctx: &Ctx) -> Result<u8, Failure> {
                 "ok": report.is_ok(),
                 "cells_checked": report.cells_checked,
                 "mappings_checked": report.mappings_checked,
-                "problems": report.problems.iter().map(|p| json!({
-                    "kind": p.kind, "count": p.count, "sample": p.sample, "hint": p.hint,
-                })).collect::<Vec<Value>>(),
+                "problems": problems.to_json(),
             })
         ),
         Format::Table if report.is_ok() => println!(
             "No problems found ({} cells, {} instance mappings checked).",
             report.cells_checked, report.mappings_checked
         ),
-        Format::Table => {
-            let mut l = Listing::new(vec![
-                ("Problem", "kind"),
-                ("Count", "count"),
-                ("Examples", "sample"),
-                ("What to do", "hint"),
-            ]);
-            for p in &report.problems {
-                l.push(vec![
-                    json!(p.kind),
-                    json!(p.count),
-                    json!(p.sample),
-                    json!(p.hint),
-                ]);
-            }
-            l.print(ctx.format);
-        }
+        Format::Table => problems.print(ctx.format),
     }
     Ok(if report.is_ok() { 0 } else { 1 })
 }
@@ -931,7 +928,7 @@ fn stats(ctx: &Ctx) -> Result<u8, Failure> {
     for c in &s.cells {
         cells.push(vec![
             json!(c.name),
-            json!(c.uuid),
+            json!(c.uuid.to_string()),
             json!(c.instances),
             json!(c.hosts),
         ]);

@@ -150,16 +150,16 @@ mapping_testkit::backend_tests! {
         let cell = cdb.map_in(t);
         let uuids = cdb.add_many(5, "p", "u", 0);
         for expected in [1, 1, 0] {
-            let out = cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid, "--max-count", "2", "--format", "json"]);
+            let out = cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid.to_string(), "--max-count", "2", "--format", "json"]);
             assert_code(&out, expected);
             let r = out.json();
             assert_eq!(r[0]["complete"], expected == 0);
             assert!(out.stderr.is_empty(), "no progress bar off a terminal: {}", out.stderr);
         }
         assert_eq!(t.instance_mappings().get_by_instance_uuids(&uuids).unwrap().len(), 5);
-        assert_code(&cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid, "--max-count", "0"]), 127);
-        assert_code(&cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid, "--max-count", "abc"]), 127);
-        let out = cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid, "--reset"]);
+        assert_code(&cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid.to_string(), "--max-count", "0"]), 127);
+        assert_code(&cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid.to_string(), "--max-count", "abc"]), 127);
+        let out = cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid.to_string(), "--reset"]);
         assert_code(&out, 0);
         assert!(out.stdout.contains("| Processed |"), "{}", out.stdout);
         let out = cellmap(&c, &["map_instances", "--cell_uuid", &mapping_testkit::uuid()]);
@@ -175,23 +175,23 @@ mapping_testkit::backend_tests! {
         let out = cellmap(&c, &["discover_hosts", "--strict", "--format", "json"]);
         assert_code(&out, 0);
         assert_eq!(out.json()[0]["host"], "compute-a");
-        let out = cellmap(&c, &["list_hosts", "--cell_uuid", &cell.uuid, "--format", "json"]);
+        let out = cellmap(&c, &["list_hosts", "--cell_uuid", &cell.uuid.to_string(), "--format", "json"]);
         assert_code(&out, 0);
-        assert_eq!(out.json()[0]["cell_uuid"], cell.uuid.as_str());
+        assert_eq!(out.json()[0]["cell_uuid"], cell.uuid.to_string());
         assert_code(&cellmap(&c, &["list_hosts", "--cell_uuid", &mapping_testkit::uuid()]), 1);
         let out = cellmap(&c, &["list_hosts"]);
         assert!(out.stdout.contains("| compute-a "), "{}", out.stdout);
         // A cell with hosts is not deleted without --force.
-        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid]), 2);
-        assert_code(&cellmap(&c, &["delete_host", "--cell_uuid", &cell.uuid, "--host", "nope"]), 2);
+        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid.to_string()]), 2);
+        assert_code(&cellmap(&c, &["delete_host", "--cell_uuid", &cell.uuid.to_string(), "--host", "nope"]), 2);
         let other = t.cell();
-        assert_code(&cellmap(&c, &["delete_host", "--cell_uuid", &other.uuid, "--host", "compute-a"]), 3);
+        assert_code(&cellmap(&c, &["delete_host", "--cell_uuid", &other.uuid.to_string(), "--host", "compute-a"]), 3);
         let i = mapping_testkit::NewCellInstance::new("p", "u", mapping_testkit::at(0)).host("compute-a");
         cdb.add_instance(&i);
-        assert_code(&cellmap(&c, &["delete_host", "--cell_uuid", &cell.uuid, "--host", "compute-a"]), 4);
+        assert_code(&cellmap(&c, &["delete_host", "--cell_uuid", &cell.uuid.to_string(), "--host", "compute-a"]), 4);
         cdb.delete_instance(&i.uuid);
-        assert_code(&cellmap(&c, &["delete_host", "--cell_uuid", &cell.uuid, "--host", "compute-a"]), 0);
-        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid]), 0);
+        assert_code(&cellmap(&c, &["delete_host", "--cell_uuid", &cell.uuid.to_string(), "--host", "compute-a"]), 0);
+        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid.to_string()]), 0);
     }
 
     fn delete_cell_with_instances(t) {
@@ -199,12 +199,12 @@ mapping_testkit::backend_tests! {
         let cdb = CellDb::new(t.backend());
         let cell = cdb.map_in(t);
         let uuids = cdb.add_many(2, "p", "u", 0);
-        assert_code(&cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid]), 0);
-        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid, "--force"]), 3);
+        assert_code(&cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid.to_string()]), 0);
+        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid.to_string(), "--force"]), 3);
         cdb.delete_instance(&uuids[0]);
         cdb.delete_instance(&uuids[1]);
-        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid]), 4);
-        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid, "--force"]), 0);
+        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid.to_string()]), 4);
+        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &cell.uuid.to_string(), "--force"]), 0);
         assert!(t.instance_mappings().get_by_instance_uuids(&uuids).unwrap().is_empty());
     }
 
@@ -213,10 +213,10 @@ mapping_testkit::backend_tests! {
         let cdb = CellDb::new(t.backend());
         let cell = cdb.map_in(t);
         let uuids = cdb.add_many(3, "p", "u", 0);
-        assert_code(&cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid]), 0);
+        assert_code(&cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid.to_string()]), 0);
         let out = cellmap(&c, &["verify_instance", "--uuid", &uuids[0]]);
         assert_code(&out, 0);
-        assert!(out.stdout.contains(&cell.uuid));
+        assert!(out.stdout.contains(&cell.uuid.to_string()));
         assert_code(&cellmap(&c, &["verify_instance", "--uuid", &mapping_testkit::uuid(), "--quiet"]), 1);
         cdb.delete_instance(&uuids[1]);
         assert_code(&cellmap(&c, &["verify_instance", "--uuid", &uuids[1]]), 3);

@@ -28,7 +28,7 @@ fn fresh(admin: &str, name: &str) -> String {
         c.batch_execute(&format!(
             "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
         ))
-        .map_err(|e| Error::Migration(e.to_string()))
+        .map_err(Error::from)
     })
     .expect("create the bench database");
     ConnectionUrl::parse(admin)
@@ -42,7 +42,7 @@ fn drop_db(admin: &str, name: &str) {
     if let Ok(db) = Database::open(admin) {
         let _ = db.with_connection(|c| {
             c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                .map_err(|e| Error::Migration(e.to_string()))
+                .map_err(Error::from)
         });
     }
 }

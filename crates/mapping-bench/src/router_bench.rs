@@ -169,11 +169,8 @@ fn scatter_case(backend: BackendKind, n: usize, plan: Plan, rows: &mut Vec<Row>)
             )
             .expect("write to String");
         }
-        cell.with_connection(|c| {
-            c.batch_execute(&sql)
-                .map_err(|e| mapping_model::Error::Migration(e.to_string()))
-        })
-        .expect("fill cell");
+        cell.with_connection(|c| c.batch_execute(&sql).map_err(mapping_model::Error::from))
+            .expect("fill cell");
         cells.push(
             api.cells()
                 .create(NewCellMapping::new(uuid(), "rabbit://", cell.url()).name(format!("c{i}")))

@@ -32,7 +32,7 @@ impl CellConnections for Router {
                 Err(other) => Error::Cell {
                     cell: cell.identity(),
                     source: RouterError::Query {
-                        cell: cell_uuid(cell),
+                        cell: cell.uuid,
                         source: other,
                     },
                 },
@@ -43,10 +43,4 @@ impl CellConnections for Router {
             },
         })
     }
-}
-
-/// The cell's uuid as the router names it (nil if the row's uuid is bad,
-/// which the router would have refused before running anything).
-fn cell_uuid(cell: &CellMapping) -> uuid::Uuid {
-    uuid::Uuid::parse_str(&cell.uuid).unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use diesel::prelude::*;
-use mapping_diesel::timestamp::{now, NovaTimestamp};
+use mapping_diesel::__private::timestamp::{now, NovaTimestamp};
 use mapping_diesel::Database;
 use mapping_model::cell_schema::{compute_nodes, services};
 use mapping_model::schema::host_mappings;
@@ -19,7 +19,7 @@ pub struct DiscoveredHost {
     /// The compute host.
     pub host: String,
     /// The uuid of the cell it was mapped to.
-    pub cell_uuid: String,
+    pub cell_uuid: mapping_model::Uuid,
 }
 
 /// Maps the compute hosts of every cell but cell0 (or of the cell
@@ -136,7 +136,7 @@ fn discover_in_cell(
             Ok(_) => {
                 created.extend(missing.iter().map(|(h, _)| DiscoveredHost {
                     host: (*h).to_owned(),
-                    cell_uuid: cell.uuid.clone(),
+                    cell_uuid: cell.uuid,
                 }));
                 let mut here: HashSet<String> = existing
                     .into_iter()

@@ -3,14 +3,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::prelude::*;
-use mapping_diesel::{Database, DbConnection};
+use mapping_diesel::Database;
 use mapping_model::cell_schema::{compute_nodes, instances, services};
 use mapping_model::schema::{cell_mappings, host_mappings, instance_mappings};
-use mapping_model::{CellMapping, Error as ModelError};
+use mapping_model::{CellMapping, Error as ModelError, INSTANCE_MIGRATION_MARKER};
 
 use crate::cells::CellConnections;
-use crate::marker::{decode_marker, MARKER_PROJECT_ID};
-use crate::sql::IN_CHUNK;
+use crate::sql::{api_query, read_cell_by_uuids, IN_CHUNK};
 use crate::{Error, Result};
 
 /// Where an instance stands (nova-manage `verify_instance`, SPEC §8).
@@ -57,7 +56,7 @@ pub fn verify_instance(
     };
     let row = cells.with_cell(&cell, &mut |c| {
         instances::table
-            .filter(instances::uuid.eq(&mapping.instance_uuid))
+            .filter(instances::uuid.eq(mapping.instance_uuid.as_str()))
             .select((instances::id, instances::deleted))
             .first::<(i32, Option<i32>)>(c)
             .optional()
@@ -138,15 +137,6 @@ impl CheckReport {
     }
 }
 
-fn api_query<T>(
-    api: &Database,
-    operation: &'static str,
-    f: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
-) -> Result<T> {
-    api.with_connection(|c| Ok(f(c)))?
-        .map_err(Error::api(operation))
-}
-
 /// Checks `nova_api` against itself and the cells: the schema; mappings
 /// whose cell id points nowhere; mappings whose instance is missing from its
 /// cell, or deleted there but not queued for delete; compute hosts mapped to
@@ -187,16 +177,16 @@ pub fn check(api: &Database, cells: &impl CellConnections) -> Result<CheckReport
         "host mappings whose cell_id names no cell",
         dangling_hosts,
     );
-    let markers: Vec<String> = api_query(api, "reading markers", |c| {
-        instance_mappings::table
-            .filter(instance_mappings::project_id.eq(MARKER_PROJECT_ID))
-            .select(instance_mappings::instance_uuid)
-            .load(c)
-    })?;
+    let marker = match api.instance_mappings().marker() {
+        Ok(marker) => marker.iter().map(ToString::to_string).collect(),
+        // A marker row that names no instance is a leftover all the same.
+        Err(ModelError::BadRow { reason, .. }) => vec![reason],
+        Err(e) => return Err(e.into()),
+    };
     report.add(
         "map_instances_marker",
         "a map_instances run stopped early: run map_instances again to finish (or --reset)",
-        markers.iter().map(|m| decode_marker(m)).collect(),
+        marker,
     );
     let all_cells = api.cells().get_all()?;
     let mapped_hosts: HashSet<String> = api_query(api, "reading host mappings", |c| {
@@ -265,28 +255,26 @@ fn check_cell(
         after = last.0;
         report.mappings_checked += page.len() as u64;
         let uuids: Vec<&str> = page.iter().map(|(_, u, _)| u.as_str()).collect();
-        let rows: HashMap<String, bool> = cells.with_cell(cell, &mut |c| {
-            instances::table
-                .filter(instances::uuid.eq_any(&uuids))
-                .select((
-                    instances::uuid,
-                    instances::id,
-                    instances::deleted,
-                    instances::vm_state,
-                ))
-                .load::<(String, i32, Option<i32>, Option<String>)>(c)
-                .map(|v| {
-                    v.into_iter()
-                        .map(|(u, id, deleted, vm)| {
-                            (
-                                u,
-                                deleted == Some(id) || vm.as_deref() == Some("soft-delete"),
-                            )
-                        })
-                        .collect()
-                })
-                .map_err(cell_err("reading instances"))
-        })?;
+        let rows: HashMap<String, bool> =
+            read_cell_by_uuids(cells, cell, &uuids, "reading instances", |c, chunk| {
+                instances::table
+                    .filter(instances::uuid.eq_any(chunk))
+                    .select((
+                        instances::uuid,
+                        instances::id,
+                        instances::deleted,
+                        instances::vm_state,
+                    ))
+                    .load::<(String, i32, Option<i32>, Option<String>)>(c)
+            })?
+            .into_iter()
+            .map(|(u, id, deleted, vm)| {
+                (
+                    u,
+                    deleted == Some(id) || vm.as_deref() == Some("soft-delete"),
+                )
+            })
+            .collect();
         let mut missing = Vec::new();
         let mut not_queued = Vec::new();
         for (_, uuid, queued) in &page {
@@ -353,7 +341,7 @@ fn check_cell(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellStats {
     /// The cell's uuid.
-    pub uuid: String,
+    pub uuid: mapping_model::Uuid,
     /// The cell's name.
     pub name: Option<String>,
     /// Instance mappings in the cell.
@@ -380,7 +368,7 @@ pub struct Stats {
 pub fn stats(api: &Database) -> Result<Stats> {
     let by_cell: Vec<(Option<i32>, i64)> = api_query(api, "counting mappings per cell", |c| {
         instance_mappings::table
-            .filter(instance_mappings::project_id.ne(MARKER_PROJECT_ID))
+            .filter(instance_mappings::project_id.ne(INSTANCE_MIGRATION_MARKER))
             .group_by(instance_mappings::cell_id)
             .select((instance_mappings::cell_id, diesel::dsl::count_star()))
             .load(c)
@@ -395,7 +383,7 @@ pub fn stats(api: &Database) -> Result<Stats> {
     .collect();
     let by_project: Vec<(String, i64)> = api_query(api, "counting mappings per project", |c| {
         instance_mappings::table
-            .filter(instance_mappings::project_id.ne(MARKER_PROJECT_ID))
+            .filter(instance_mappings::project_id.ne(INSTANCE_MIGRATION_MARKER))
             .group_by(instance_mappings::project_id)
             .select((instance_mappings::project_id, diesel::dsl::count_star()))
             .load(c)

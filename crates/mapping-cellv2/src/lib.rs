@@ -24,7 +24,6 @@ mod error;
 mod inspect;
 mod manage;
 mod map_instances;
-mod marker;
 mod online;
 mod sql;
 
@@ -37,7 +36,6 @@ pub use inspect::{
 pub use manage::{delete_cell, delete_host, DeleteCellOutcome, DeleteHostOutcome};
 pub use map_instances::{map_instances, MapInstancesOptions, MapInstancesReport, MapProgress};
 pub use mapping_router::{Router, RouterOptions};
-pub use marker::{decode_marker, encode_marker, read_marker, MARKER_PROJECT_ID};
 pub use online::{populate_queued_for_delete, populate_user_id, MigrationCount};
 
 /// The project id of mappings made by another online migration (Nova's

@@ -103,7 +103,7 @@ pub fn delete_cell(
         })?
         .map_err(Error::api("deleting the cell's host mappings"))?;
     }
-    api.cells().destroy(&cell.uuid)?;
+    api.cells().destroy(cell.uuid)?;
     tracing::info!(cell = %cell.identity(), force, "deleted cell");
     Ok(DeleteCellOutcome::Deleted)
 }

@@ -4,13 +4,12 @@ use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use mapping_diesel::timestamp::{MaybeTimestamp, NovaTimestamp};
+use mapping_diesel::__private::timestamp::{MaybeTimestamp, NovaTimestamp};
 use mapping_diesel::Database;
 use mapping_model::cell_schema::instances;
-use mapping_model::{validate, CellMapping, NewInstanceMapping};
+use mapping_model::{validate, CellMapping, InstanceUuid, NewInstanceMapping, ToUuid, Uuid};
 
 use crate::cells::CellConnections;
-use crate::marker::{read_marker, replace_marker};
 use crate::{Error, Result, DEFAULT_BATCH_SIZE};
 
 /// How [`map_instances`] runs.
@@ -84,7 +83,10 @@ type Position = (Option<NaiveDateTime>, i32);
 /// Compatible with `nova-manage cell_v2 map_instances`: the run starts after
 /// the instance named by the marker row (unless `reset`), and when it stops
 /// at `max_count` it leaves a marker naming the last instance it looked at,
-/// in Nova's format. Unlike nova-manage, the marker is also moved forward
+/// in Nova's format (through `mapping-diesel`'s `InstanceMappings::marker`
+/// and `set_marker`). Should the last instances of a batch have no valid
+/// uuid, the marker names the last one that has: the next run looks at
+/// the few after it again, which changes nothing. Unlike nova-manage, the marker is also moved forward
 /// after every batch of a run to the end, so an interrupted run resumes
 /// where it stopped, and deleted or soft-deleted instances are mapped with
 /// `queued_for_delete` true (nova-manage writes false, which
@@ -94,7 +96,7 @@ type Position = (Option<NaiveDateTime>, i32);
 pub fn map_instances(
     api: &Database,
     cells: &impl CellConnections,
-    cell_uuid: &str,
+    cell_uuid: impl ToUuid,
     options: MapInstancesOptions,
     progress: &mut dyn FnMut(MapProgress),
 ) -> Result<MapInstancesReport> {
@@ -106,10 +108,10 @@ pub fn map_instances(
     let cell = api.cells().get_by_uuid(cell_uuid)?;
     let batch_size = options.batch_size.max(1);
     let marker = if options.reset {
-        replace_marker(api, None)?;
+        api.instance_mappings().delete_marker()?;
         None
     } else {
-        read_marker(api)?
+        api.instance_mappings().marker()?
     };
     let mut position = match &marker {
         None => None,
@@ -117,7 +119,7 @@ pub fn map_instances(
     };
     let total = count_instances(cells, &cell)?;
     let mut report = MapInstancesReport::default();
-    let mut last_uuid: Option<String> = None;
+    let mut last_uuid: Option<Uuid> = None;
     tracing::info!(cell = %cell.identity(), ?marker, total, "mapping instances");
     loop {
         let limit = match options.max_count {
@@ -133,7 +135,13 @@ pub fn map_instances(
         let got = rows.len();
         if let Some(last) = rows.last() {
             position = Some((last.created_at, last.id));
-            last_uuid = Some(last.uuid.clone());
+        }
+        if let Some(u) = rows
+            .iter()
+            .rev()
+            .find_map(|r| Uuid::parse_str(&r.uuid).ok())
+        {
+            last_uuid = Some(u);
         }
         map_batch(api, &cell, rows, &mut report)?;
         progress(MapProgress {
@@ -145,12 +153,17 @@ pub fn map_instances(
             .is_some_and(|max| report.processed >= u64::try_from(max).unwrap_or(0));
         if got < limit || got == 0 {
             // The end of the instances table.
-            replace_marker(api, None)?;
+            api.instance_mappings().delete_marker()?;
             report.complete = true;
             break;
         }
         // A checkpoint (and, at max_count, the resume point for the next run).
-        replace_marker(api, last_uuid.as_deref())?;
+        match last_uuid {
+            Some(last) => api.instance_mappings().set_marker(last)?,
+            None => {
+                api.instance_mappings().delete_marker()?;
+            }
+        }
         if reached_max {
             report.complete = false;
             break;
@@ -170,11 +183,12 @@ pub fn map_instances(
 fn marker_position(
     cells: &impl CellConnections,
     cell: &CellMapping,
-    uuid: &str,
+    uuid: &Uuid,
 ) -> Result<Position> {
+    let text = uuid.hyphenated().to_string();
     let found = cells.with_cell(cell, &mut |c| {
         instances::table
-            .filter(instances::uuid.eq(uuid))
+            .filter(instances::uuid.eq(&text))
             .select((instances::created_at, instances::id))
             .first::<(MaybeTimestamp, i32)>(c)
             .optional()
@@ -187,7 +201,7 @@ fn marker_position(
     match found {
         Some((created_at, id)) => Ok((created_at.0, id)),
         None => Err(Error::MarkerNotFound {
-            instance_uuid: uuid.to_owned(),
+            instance_uuid: text,
             cell: cell.identity(),
         }),
     }
@@ -307,7 +321,7 @@ fn map_batch(
             .iter()
             .map(|n| n.instance_uuid.as_str())
             .collect();
-        let existing: HashSet<String> = api
+        let existing: HashSet<InstanceUuid> = api
             .instance_mappings()
             .get_by_instance_uuids(&uuids)?
             .into_iter()
@@ -315,7 +329,7 @@ fn map_batch(
             .collect();
         let news: Vec<NewInstanceMapping> = candidates
             .iter()
-            .filter(|n| !existing.contains(&n.instance_uuid))
+            .filter(|n| !existing.contains(n.instance_uuid.as_str()))
             .cloned()
             .collect();
         let skipped = (candidates.len() - news.len()) as u64;

@@ -3,14 +3,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::prelude::*;
-use mapping_diesel::timestamp::{now, NovaTimestamp};
-use mapping_diesel::{Database, DbConnection};
+use mapping_diesel::__private::timestamp::{now, NovaTimestamp};
+use mapping_diesel::Database;
 use mapping_model::cell_schema::instances;
 use mapping_model::schema::instance_mappings;
 use mapping_model::CellMapping;
 
 use crate::cells::CellConnections;
-use crate::sql::IN_CHUNK;
+use crate::sql::{api_query, read_cell_by_uuids, IN_CHUNK};
 use crate::{Error, Result, FAKE_PROJECT_ID};
 
 /// What one pass of an online data migration did, as Nova reports it.
@@ -27,16 +27,6 @@ fn check_max(max_count: i64) -> Result<u64> {
         return Err(Error::InvalidMaxCount(max_count));
     }
     Ok(u64::try_from(max_count).unwrap_or(0))
-}
-
-/// Runs a `nova_api` query on a pooled connection.
-fn api_query<T>(
-    api: &Database,
-    operation: &'static str,
-    f: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
-) -> Result<T> {
-    api.with_connection(|c| Ok(f(c)))?
-        .map_err(Error::api(operation))
 }
 
 /// `populate_queued_for_delete`: per cell, up to `max_count` mappings (in
@@ -64,28 +54,25 @@ pub fn populate_queued_for_delete(
         if uuids.is_empty() {
             continue;
         }
-        let deleted: HashSet<String> = cells.with_cell(&cell, &mut |c| {
-            let mut out = HashSet::new();
-            for chunk in uuids.chunks(IN_CHUNK) {
-                out.extend(
-                    instances::table
-                        .filter(instances::uuid.eq_any(chunk))
-                        .filter(
-                            instances::deleted
-                                .eq(instances::id.nullable())
-                                .or(instances::vm_state.eq("soft-delete")),
-                        )
-                        .select(instances::uuid)
-                        .load::<String>(c)
-                        .map_err(|source| Error::CellQuery {
-                            cell: cell.identity(),
-                            operation: "reading deleted instances",
-                            source,
-                        })?,
-                );
-            }
-            Ok(out)
-        })?;
+        let deleted: HashSet<String> = read_cell_by_uuids(
+            cells,
+            &cell,
+            &uuids,
+            "reading deleted instances",
+            |c, chunk| {
+                instances::table
+                    .filter(instances::uuid.eq_any(chunk))
+                    .filter(
+                        instances::deleted
+                            .eq(instances::id.nullable())
+                            .or(instances::vm_state.eq("soft-delete")),
+                    )
+                    .select(instances::uuid)
+                    .load::<String>(c)
+            },
+        )?
+        .into_iter()
+        .collect();
         let (gone, live): (Vec<&str>, Vec<&str>) = uuids
             .iter()
             .map(String::as_str)
@@ -165,24 +152,14 @@ pub fn populate_user_id(
             unmigratable = true;
             continue;
         };
-        let users = cells.with_cell(cell, &mut |c| {
-            let mut out: Vec<(String, Option<String>)> = Vec::new();
-            for chunk in uuids.chunks(IN_CHUNK) {
-                out.extend(
-                    instances::table
-                        .filter(instances::uuid.eq_any(chunk))
-                        .filter(instances::deleted.eq(0))
-                        .select((instances::uuid, instances::user_id))
-                        .load::<(String, Option<String>)>(c)
-                        .map_err(|source| Error::CellQuery {
-                            cell: cell.identity(),
-                            operation: "reading instance users",
-                            source,
-                        })?,
-                );
-            }
-            Ok(out)
-        });
+        let users =
+            read_cell_by_uuids(cells, cell, &uuids, "reading instance users", |c, chunk| {
+                instances::table
+                    .filter(instances::uuid.eq_any(chunk))
+                    .filter(instances::deleted.eq(0))
+                    .select((instances::uuid, instances::user_id))
+                    .load::<(String, Option<String>)>(c)
+            });
         let users = match users {
             Ok(u) => u,
             Err(e) => {

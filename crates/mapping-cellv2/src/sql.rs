@@ -2,9 +2,13 @@
 //! (diesel's `MultiConnection` cannot build multi-row inserts).
 
 use diesel::prelude::*;
-use mapping_diesel::timestamp::NovaTimestamp;
-use mapping_diesel::DbConnection;
+use mapping_diesel::__private::timestamp::NovaTimestamp;
+use mapping_diesel::{Database, DbConnection};
 use mapping_model::schema::host_mappings;
+use mapping_model::CellMapping;
+
+use crate::cells::CellConnections;
+use crate::{Error, Result};
 
 /// Inserts host mappings `(host, cell_id)` in one multi-row statement;
 /// returns the rows written. A backend compiled into `mapping-diesel` but
@@ -48,3 +52,38 @@ pub(crate) fn is_unique_violation(e: &diesel::result::Error) -> bool {
 
 /// Most values in one `IN (...)` list.
 pub(crate) const IN_CHUNK: usize = 5_000;
+
+/// Runs a `nova_api` query on a pooled connection.
+pub(crate) fn api_query<T>(
+    api: &Database,
+    operation: &'static str,
+    f: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
+) -> Result<T> {
+    api.with_connection(|c| Ok(f(c)))?
+        .map_err(Error::api(operation))
+}
+
+/// The per-cell batch read: runs `query` on `cell`'s database for each
+/// chunk of at most [`IN_CHUNK`] instance uuids (one connection, one
+/// statement per chunk) and collects the rows; a failure is
+/// [`Error::CellQuery`] naming the cell and `operation`.
+pub(crate) fn read_cell_by_uuids<U: AsRef<str>, T>(
+    cells: &impl CellConnections,
+    cell: &CellMapping,
+    uuids: &[U],
+    operation: &'static str,
+    query: impl Fn(&mut DbConnection, &[&str]) -> QueryResult<Vec<T>>,
+) -> Result<Vec<T>> {
+    let uuids: Vec<&str> = uuids.iter().map(AsRef::as_ref).collect();
+    cells.with_cell(cell, &mut |c| {
+        let mut out = Vec::new();
+        for chunk in uuids.chunks(IN_CHUNK) {
+            out.extend(query(c, chunk).map_err(|source| Error::CellQuery {
+                cell: cell.identity(),
+                operation,
+                source,
+            })?);
+        }
+        Ok(out)
+    })
+}

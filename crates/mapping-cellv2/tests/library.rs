@@ -4,12 +4,13 @@
 use std::collections::HashSet;
 
 use mapping_cellv2::{
-    check, discover_hosts, encode_marker, map_instances, populate_queued_for_delete,
-    populate_user_id, read_marker, stats, verify_instance, Error, MapInstancesOptions,
-    MapInstancesReport, Router, RouterOptions, VerifyOutcome, FAKE_PROJECT_ID, MARKER_PROJECT_ID,
+    check, discover_hosts, map_instances, populate_queued_for_delete, populate_user_id, stats,
+    verify_instance, Error, MapInstancesOptions, MapInstancesReport, Router, RouterOptions,
+    VerifyOutcome, FAKE_PROJECT_ID,
 };
 use mapping_model::{
     CellMapping, InstanceMapping, NewCellMapping, NewHostMapping, NewInstanceMapping,
+    INSTANCE_MIGRATION_MARKER as MARKER_PROJECT_ID,
 };
 use mapping_testkit::{at, CellDb, NewCellInstance, TestDb};
 
@@ -19,7 +20,7 @@ fn cells_of(t: &TestDb) -> Router {
 }
 
 fn run(t: &TestDb, cell: &CellMapping, opts: MapInstancesOptions) -> MapInstancesReport {
-    map_instances(t, &cells_of(t), &cell.uuid, opts, &mut |_| {})
+    map_instances(t, &cells_of(t), cell.uuid, opts, &mut |_| {})
         .unwrap_or_else(|e| panic!("map_instances failed: {e:?}"))
 }
 
@@ -38,7 +39,7 @@ fn mapped(t: &TestDb, uuids: &[String]) -> Vec<InstanceMapping> {
 fn mapped_set(t: &TestDb, uuids: &[String]) -> HashSet<String> {
     mapped(t, uuids)
         .into_iter()
-        .map(|m| m.instance_uuid)
+        .map(|m| m.instance_uuid.into_string())
         .collect()
 }
 
@@ -60,6 +61,12 @@ fn marker_rows(t: &TestDb) -> Vec<String> {
         u
     })
     .collect()
+}
+
+/// The marker's instance_uuid as nova-manage writes it: the last instance's
+/// uuid with spaces for hyphens.
+fn encode_marker(last_uuid: &str) -> String {
+    last_uuid.replace('-', " ")
 }
 
 /// Writes the marker row exactly as nova-manage does.
@@ -101,7 +108,8 @@ mapping_testkit::backend_tests! {
         assert_eq!((r.processed, r.mapped, r.complete), (50, 50, false));
         assert_eq!(mapped_set(t, &uuids), uuids[..50].iter().cloned().collect());
         assert_eq!(marker_rows(t), vec![encode_marker(&uuids[49])], "Nova's marker format");
-        assert_eq!(read_marker(t).unwrap().as_deref(), Some(uuids[49].as_str()));
+        let marker = t.instance_mappings().marker().unwrap();
+        assert_eq!(marker.map(|u| u.to_string()), Some(uuids[49].clone()));
         let r = run(t, &cell, opts(Some(50), 1000));
         assert_eq!((r.processed, r.mapped, r.complete), (50, 50, false));
         assert_eq!(marker_rows(t), vec![encode_marker(&uuids[99])]);
@@ -180,7 +188,7 @@ mapping_testkit::backend_tests! {
         let r = run(t, &cell, opts(None, 50));
         assert_eq!(r.mapped, 4);
         let ms = mapped(t, &uuids);
-        let queued: HashSet<String> = ms.iter().filter(|m| m.queued_for_delete).map(|m| m.instance_uuid.clone()).collect();
+        let queued: HashSet<String> = ms.iter().filter(|m| m.queued_for_delete).map(|m| m.instance_uuid.to_string()).collect();
         assert_eq!(queued, [uuids[1].clone(), uuids[2].clone()].into_iter().collect());
     }
 
@@ -215,10 +223,10 @@ mapping_testkit::backend_tests! {
     fn bad_max_count_and_unknown_marker_are_errors(t) {
         let cdb = CellDb::new(t.backend());
         let cell = cdb.map_in(t);
-        let e = map_instances(t, &cells_of(t), &cell.uuid, opts(Some(0), 50), &mut |_| {});
+        let e = map_instances(t, &cells_of(t), cell.uuid, opts(Some(0), 50), &mut |_| {});
         assert!(matches!(e, Err(Error::InvalidMaxCount(0))), "{e:?}");
         nova_marker(t, "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e");
-        let e = map_instances(t, &cells_of(t), &cell.uuid, opts(None, 50), &mut |_| {});
+        let e = map_instances(t, &cells_of(t), cell.uuid, opts(None, 50), &mut |_| {});
         assert!(matches!(e, Err(Error::MarkerNotFound { .. })), "{e:?}");
         let e = map_instances(t, &cells_of(t), "5f0c2a0e-6f56-4a7d-8e1b-2d0c9a8b7e61", opts(None, 50), &mut |_| {});
         assert!(matches!(e, Err(Error::Api(mapping_model::Error::CellMappingNotFound { .. }))), "{e:?}");
@@ -251,7 +259,7 @@ mapping_testkit::backend_tests! {
         assert!(t.host_mappings().get_by_host("cmp-deleted").is_err());
         assert!(t.host_mappings().get_by_host("cmp-flagged").is_err(), "mapped = 1 nodes are not looked at");
         assert!(t.host_mappings().get_by_host("in-cell0").is_err());
-        assert!(discover_hosts(t, &cells_of(t), Some(&cell.uuid), false).unwrap().is_empty());
+        assert!(discover_hosts(t, &cells_of(t), Some(&cell.uuid.to_string()), false).unwrap().is_empty());
     }
 
     fn discovers_by_service(t) {
@@ -262,7 +270,7 @@ mapping_testkit::backend_tests! {
         cdb.add_service("sched", "nova-scheduler", false);
         let gone = cdb.add_service("svc-gone", "nova-compute", false);
         cdb.delete_service(gone);
-        let found = discover_hosts(t, &cells_of(t), Some(&cell.uuid), true).unwrap();
+        let found = discover_hosts(t, &cells_of(t), Some(&cell.uuid.to_string()), true).unwrap();
         let hosts: Vec<&str> = found.iter().map(|d| d.host.as_str()).collect();
         assert_eq!(hosts, ["svc1", "svc2"]);
         assert!(discover_hosts(t, &cells_of(t), None, true).unwrap().is_empty());
@@ -330,7 +338,7 @@ mapping_testkit::backend_tests! {
         // The unscheduled mapping has no cell to ask: left NULL (reads false).
         use diesel::prelude::*;
         use mapping_model::schema::instance_mappings as im;
-        let q: Option<bool> = t.with_connection(|c| Ok(im::table.filter(im::instance_uuid.eq(&unscheduled.instance_uuid)).select(im::queued_for_delete).first(c).unwrap())).unwrap();
+        let q: Option<bool> = t.with_connection(|c| Ok(im::table.filter(im::instance_uuid.eq(unscheduled.instance_uuid.as_str())).select(im::queued_for_delete).first(c).unwrap())).unwrap();
         assert_eq!(q, None);
         assert!(populate_queued_for_delete(t, &cells, 0).is_err());
     }
@@ -355,8 +363,8 @@ mapping_testkit::backend_tests! {
         assert_eq!(get(&uuids[0]).as_deref(), Some("u"));
         assert_eq!(get(&uuids[1]).as_deref(), Some("alice"));
         assert_eq!(get(&uuids[2]), None, "deleted instance: not migratable, as in Nova");
-        assert_eq!(get(&unscheduled.instance_uuid), None);
-        assert_eq!(get(&fake.instance_uuid), None);
+        assert_eq!(get(unscheduled.instance_uuid.as_str()), None);
+        assert_eq!(get(fake.instance_uuid.as_str()), None);
         let r = populate_user_id(t, &cells, 50).unwrap();
         assert_eq!((r.found, r.done), (2, 0), "only the unmigratable ones are left");
         let r = populate_user_id(t, &cells, 1).unwrap();
@@ -376,9 +384,9 @@ mapping_testkit::backend_tests! {
         assert_eq!(v(&uuids[0]), VerifyOutcome::Alive(cell.clone()));
         assert_eq!(v(&uuids[1]), VerifyOutcome::Deleted(cell.clone()));
         assert_eq!(v(&uuids[2]), VerifyOutcome::Archived(cell.clone()));
-        assert_eq!(v(&unscheduled.instance_uuid), VerifyOutcome::NoCell);
+        assert_eq!(v(unscheduled.instance_uuid.as_str()), VerifyOutcome::NoCell);
         assert_eq!(v("5f0c2a0e-6f56-4a7d-8e1b-2d0c9a8b7e61"), VerifyOutcome::NotMapped);
-        let codes: Vec<i32> = [&uuids[0], &uuids[1], &uuids[2], &unscheduled.instance_uuid]
+        let codes: Vec<i32> = [&uuids[0], &uuids[1], &uuids[2], &unscheduled.instance_uuid.to_string()]
             .iter().map(|u| v(u).exit_code()).collect();
         assert_eq!(codes, [0, 3, 4, 2]);
     }

@@ -82,7 +82,7 @@ impl Database {
     fn open_inner(url: &str, options: Options, connect_now: bool) -> Result<Self> {
         options.validate()?;
         let cache = MappingCache::from_options(&options)?;
-        let url = ConnectionUrl::parse(url).map_err(|e| Error::Url(e.to_string()))?;
+        let url = ConnectionUrl::parse(url).map_err(Error::Url)?;
         let backend = url.backend();
         let manager = Manager::new(
             url.clone(),
@@ -293,7 +293,7 @@ impl Database {
                 crate::schema_check::adopt_nova_schema(conn)?;
                 conn.run_pending_migrations(NovaMigrations::new(backend))
                     .map(|applied| applied.iter().map(|v| v.to_string()).collect::<Vec<_>>())
-                    .map_err(|e| Error::Migration(e.to_string()))
+                    .map_err(|e| Error::migration("running the pending migrations", e))
             });
         if !released {
             // Closing the session releases a lock that could not be.
@@ -314,15 +314,14 @@ impl Database {
         let mut conn = self.checkout()?;
         let tables = crate::schema_check::table_names(&mut conn)?;
         if tables.iter().any(|t| t == "alembic_version") {
-            return Err(Error::Migration(
+            return Err(Error::migration_refused(
                 "refusing to revert: this nova_api is managed by Nova's migrations \
-                 (alembic_version present), reverting would drop its mapping tables"
-                    .to_owned(),
+                 (alembic_version present), reverting would drop its mapping tables",
             ));
         }
         conn.revert_last_migration(NovaMigrations::new(self.shared.backend))
             .map(|v| v.to_string())
-            .map_err(|e| Error::Migration(e.to_string()))
+            .map_err(|e| Error::migration("reverting the last migration", e))
     }
 
     /// The versions of the migrations applied so far, oldest first.
@@ -330,7 +329,7 @@ impl Database {
         let mut conn = self.checkout()?;
         let mut v: Vec<String> = conn
             .applied_migrations()
-            .map_err(|e| Error::Migration(e.to_string()))?
+            .map_err(|e| Error::migration("reading the applied migrations", e))?
             .into_iter()
             .map(|v| v.to_string())
             .collect();

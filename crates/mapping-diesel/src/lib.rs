@@ -35,8 +35,7 @@ mod options;
 // `__fuzz` and `__private`); not part of the API.
 #[doc(hidden)]
 pub mod schema_check;
-#[doc(hidden)]
-pub mod timestamp;
+mod timestamp;
 #[doc(hidden)]
 pub mod url;
 
@@ -67,7 +66,8 @@ pub fn compiled_backends() -> &'static [BackendKind] {
     ]
 }
 
-/// Internals the workspace's tests, benchmark and testkit use; not part of
+/// Internals the workspace's tests, benchmark, testkit and `mapping-cellv2`
+/// (Nova's timestamp codec for the cell databases' tables) use; not part of
 /// the API and free to change.
 #[doc(hidden)]
 pub mod __private {
@@ -77,5 +77,12 @@ pub mod __private {
     pub use crate::models::bulk::{max_bind_params, rows_per_statement};
     pub use crate::models::UUID_CHUNK;
     pub use crate::schema_check;
-    pub use crate::timestamp;
+
+    /// Nova's timestamp codec, for the cell databases' tables that
+    /// `mapping-cellv2` and the testkit read and write.
+    pub mod timestamp {
+        pub use crate::timestamp::{
+            now, truncate, MaybeTimestamp, NovaTimestamp, ReadTimestamp, SQLITE_FORMAT,
+        };
+    }
 }

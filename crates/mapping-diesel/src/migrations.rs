@@ -209,7 +209,7 @@ pub(crate) fn with_migration_lock<T>(
     use diesel::RunQueryDsl;
     use mapping_model::Error;
     let lock_err = |what: &str, e: diesel::result::Error| {
-        Error::Migration(format!("taking the migration lock ({what}) failed: {e}"))
+        Error::migration(format!("taking the migration lock ({what}) failed"), e)
     };
     match conn.backend() {
         BackendKind::Postgres => {
@@ -236,7 +236,7 @@ pub(crate) fn with_migration_lock<T>(
                 Ok(LockResult { v: Some(1) }) => {}
                 Ok(LockResult { v }) => {
                     return (
-                        Err(Error::Migration(format!(
+                        Err(Error::migration_refused(format!(
                             "another process held the migration lock for more than \
                              {MYSQL_MIGRATION_LOCK_WAIT_SECS} s (GET_LOCK gave {v:?})"
                         ))),
@@ -293,9 +293,7 @@ pub(crate) fn with_migration_lock<T>(
             match (r, end) {
                 (Ok(v), Ok(())) => (Ok(v), true),
                 (Ok(_), Err(e)) => (
-                    Err(Error::Migration(format!(
-                        "committing the migrations failed: {e}"
-                    ))),
+                    Err(Error::migration("committing the migrations failed", e)),
                     false,
                 ),
                 (Err(e), ended) => {

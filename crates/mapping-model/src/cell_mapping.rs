@@ -1,6 +1,7 @@
 //! The cell mapping: one cell's database and message queue.
 
 use chrono::NaiveDateTime;
+use uuid::Uuid;
 
 use crate::error::Result;
 use crate::validate;
@@ -14,7 +15,7 @@ pub struct CellMapping {
     /// Surrogate key (read-only).
     pub id: i32,
     /// The cell's uuid.
-    pub uuid: String,
+    pub uuid: Uuid,
     /// Human-readable name, if any.
     pub name: Option<String>,
     /// Message-queue URL (templates expanded on load; NULL reads as "").
@@ -34,13 +35,13 @@ impl CellMapping {
     pub fn identity(&self) -> String {
         match &self.name {
             Some(name) => format!("{}({})", self.uuid, name),
-            None => self.uuid.clone(),
+            None => self.uuid.to_string(),
         }
     }
 
     /// True for cell0.
     pub fn is_cell0(&self) -> bool {
-        self.uuid == CELL0_UUID
+        self.uuid.is_nil()
     }
 }
 
@@ -169,7 +170,7 @@ mod tests {
     fn cell(name: Option<&str>) -> CellMapping {
         CellMapping {
             id: 1,
-            uuid: CELL0_UUID.into(),
+            uuid: Uuid::nil(),
             name: name.map(Into::into),
             transport_url: "none:///".into(),
             database_connection: "sqlite://".into(),
@@ -188,7 +189,7 @@ mod tests {
         assert_eq!(cell(None).identity(), CELL0_UUID);
         assert!(cell(None).is_cell0());
         let mut other = cell(None);
-        other.uuid = "11111111-1111-1111-1111-111111111111".into();
+        other.uuid = "11111111-1111-1111-1111-111111111111".parse().unwrap();
         assert!(!other.is_cell0());
     }
 

@@ -72,9 +72,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The connection URL was refused.
+    /// The connection URL was refused; the typed cause holds no password.
     #[error("invalid connection URL: {0}")]
-    Url(String),
+    Url(#[source] crate::UrlError),
     /// The database could not be reached (the URL is shown redacted).
     #[error("cannot connect to {url}: {source}")]
     Connection {
@@ -97,9 +97,18 @@ pub enum Error {
         /// One line per difference found.
         differences: Vec<String>,
     },
-    /// Applying or reverting migrations failed.
-    #[error("migration failed: {0}")]
-    Migration(String),
+    /// Applying or reverting migrations failed, or was refused (a database
+    /// whose tables the library does not recognise). The underlying error,
+    /// when there is one (diesel's migration harness, the database), is the
+    /// source; build one with [`Error::migration`].
+    #[error("migration failed: {reason}{}", cause(.source))]
+    Migration {
+        /// What failed, or why it was refused.
+        reason: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The connection was lost while a write was being committed (or, for a
     /// write outside a transaction, while it ran): the write may or may not
     /// have been applied. It is not retried. Creating the same instance
@@ -124,7 +133,36 @@ pub enum Error {
     },
 }
 
+/// A boxed error of any type, as diesel's migration harness returns them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `": <source>"` when there is a source, for messages that show it.
+fn cause(source: &Option<BoxError>) -> String {
+    source
+        .as_ref()
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default()
+}
+
 impl Error {
+    /// [`Error::Migration`] with `reason` and the underlying error, for
+    /// instance what diesel's `MigrationHarness` returned:
+    /// `conn.run_pending_migrations(m).map_err(|e| Error::migration("running the migrations", e))`.
+    pub fn migration(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Migration {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// [`Error::Migration`] with a reason and no underlying error (a refusal).
+    pub fn migration_refused(reason: impl Into<String>) -> Self {
+        Error::Migration {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
     /// True for the not-found family of errors.
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 
 use crate::cell_mapping::CellMapping;
 use crate::error::Result;
+use crate::ident::InstanceUuid;
 use crate::validate;
 
 /// The project_id and user_id of the resume-point row that Nova's
@@ -16,8 +17,9 @@ pub const INSTANCE_MIGRATION_MARKER: &str = "INSTANCE_MIGRATION_MARKER";
 pub struct InstanceMapping {
     /// Surrogate key (read-only).
     pub id: i32,
-    /// The instance's uuid, as stored.
-    pub instance_uuid: String,
+    /// The instance's uuid: the stored text, and the [`Uuid`](uuid::Uuid)
+    /// it names (none for a row such as Nova's `map_instances` marker).
+    pub instance_uuid: InstanceUuid,
     /// The cell, or `None` while the instance is not scheduled.
     pub cell_mapping: Option<CellMapping>,
     /// Owning project.

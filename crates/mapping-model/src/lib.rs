@@ -13,6 +13,7 @@ mod host_mapping;
 mod ident;
 mod instance_mapping;
 pub mod schema;
+mod url_error;
 // Shared with `mapping-diesel` and the fuzz targets; not part of the API.
 #[doc(hidden)]
 pub mod url_scheme;
@@ -24,10 +25,11 @@ pub mod validate;
 pub use cell_mapping::{CellMapping, CellMappingUpdate, NewCellMapping, CELL0_UUID};
 pub use error::{ConnectionFailure, Error, Result};
 pub use host_mapping::{HostMapping, HostMappingUpdate, NewHostMapping};
-pub use ident::ToUuid;
+pub use ident::{InstanceUuid, ToUuid};
 pub use instance_mapping::{
     InstanceCounts, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,
     INSTANCE_MIGRATION_MARKER,
 };
+pub use url_error::{BackendKind, UrlError};
 pub use url_template::expand_url_template;
 pub use uuid::Uuid;

@@ -35,14 +35,6 @@ pub enum RouterError {
         /// The cell uuid that was looked up.
         cell: Uuid,
     },
-    /// A cell mapping's uuid is not a uuid.
-    #[error("cell mapping id {id} has an invalid uuid: {reason}")]
-    BadCellUuid {
-        /// The row's surrogate key.
-        id: i32,
-        /// Why the uuid was refused.
-        reason: String,
-    },
     /// The cell's `database_connection` is empty or not a usable URL.
     #[error("cell {cell} has an unusable database_connection: {source}")]
     CellUrl {

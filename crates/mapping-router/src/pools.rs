@@ -92,14 +92,6 @@ pub(crate) struct CellPools {
     dropped: AtomicU64,
 }
 
-/// The uuid of a cell mapping.
-pub(crate) fn cell_uuid(cell: &CellMapping) -> Result<Uuid, RouterError> {
-    Uuid::parse_str(&cell.uuid).map_err(|e| RouterError::BadCellUuid {
-        id: cell.id,
-        reason: e.to_string(),
-    })
-}
-
 impl CellPools {
     pub(crate) fn new(
         default_url: Option<String>,
@@ -131,7 +123,7 @@ impl CellPools {
     /// Building connects nothing: the first checkout does, within the
     /// connect timeout.
     pub(crate) fn get(&self, cell: &CellMapping) -> Result<Arc<CellPool>, RouterError> {
-        let uuid = cell_uuid(cell)?;
+        let uuid = cell.uuid;
         let url = self.url_of(cell);
         let mut pools = self.lock();
         if let Some(p) = pools.get(&uuid) {
@@ -178,10 +170,8 @@ impl CellPools {
     /// Drops the pools of cells not in `cells` and of cells whose URL
     /// changed (rebuilt on next use). Returns how many were dropped.
     pub(crate) fn retain(&self, cells: &[CellMapping]) -> usize {
-        let wanted: HashMap<Uuid, String> = cells
-            .iter()
-            .filter_map(|c| cell_uuid(c).ok().map(|u| (u, self.url_of(c))))
-            .collect();
+        let wanted: HashMap<Uuid, String> =
+            cells.iter().map(|c| (c.uuid, self.url_of(c))).collect();
         let mut pools = self.lock();
         let before = pools.len();
         pools.retain(|uuid, pool| {

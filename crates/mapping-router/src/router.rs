@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::error::{BoxError, RouterError};
 use crate::options::RouterOptions;
-use crate::pools::{cell_uuid, CellPool, CellPools, PoolStats};
+use crate::pools::{CellPool, CellPools, PoolStats};
 use crate::workers::{WorkerPool, WorkerStats};
 
 /// The result of one cell in a scatter-gather.
@@ -285,12 +285,7 @@ impl Router {
     /// The cell with this uuid, from the cached list (reloaded once if the
     /// uuid is not in it).
     pub fn cell(&self, uuid: Uuid) -> Result<CellMapping, RouterError> {
-        let find = |cells: &[CellMapping]| {
-            cells
-                .iter()
-                .find(|c| cell_uuid(c).is_ok_and(|u| u == uuid))
-                .cloned()
-        };
+        let find = |cells: &[CellMapping]| cells.iter().find(|c| c.uuid == uuid).cloned();
         if let Some(c) = find(&self.cells()?) {
             return Ok(c);
         }
@@ -343,13 +338,7 @@ impl Router {
         let mut pending = Vec::new();
         let mut seen = HashSet::new();
         for cell in cells {
-            let uuid = match cell_uuid(cell) {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cell skipped by scatter-gather");
-                    continue;
-                }
-            };
+            let uuid = cell.uuid;
             if !seen.insert(uuid) {
                 continue;
             }
@@ -444,12 +433,8 @@ impl Router {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        let uuid = match cell_uuid(cell) {
-            Ok(u) => u,
-            Err(e) => return CellResult::Failed(e),
-        };
         self.scatter_gather(std::slice::from_ref(cell), timeout, f)
-            .remove(&uuid)
+            .remove(&cell.uuid)
             .unwrap_or(CellResult::DidNotRespond)
     }
 }

@@ -50,14 +50,14 @@ impl World {
 
     fn assert_healthy_answered<T: std::fmt::Debug>(&self, results: &CellResults<T>) {
         for (cell, _) in &self.healthy {
-            let r = &results[&Uuid::parse_str(&cell.uuid).unwrap()];
+            let r = &results[&cell.uuid];
             assert!(r.is_ok(), "healthy cell {} gave {r:?}", cell.identity());
         }
     }
 }
 
 fn uuid_of(cell: &CellMapping) -> Uuid {
-    Uuid::parse_str(&cell.uuid).unwrap()
+    cell.uuid
 }
 
 /// Runs a scatter-gather counting rows, checks it returned within the
@@ -334,7 +334,7 @@ fn hung_closures_time_out_and_do_not_starve_later_calls() {
     )
     .unwrap();
     let gate = Arc::new(Gate::default());
-    let hang: Vec<String> = cells[..2].iter().map(|c| c.uuid.clone()).collect();
+    let hang: Vec<Uuid> = cells[..2].iter().map(|c| c.uuid).collect();
     let closure_gate = Arc::clone(&gate);
     let timeout = Duration::from_secs(2);
     let start = Instant::now();

@@ -82,7 +82,7 @@ mapping_testkit::backend_tests! {
             let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
             let db = cell_db(backend, &refs);
             let mapping = register(&t.db, &format!("cell-{backend:?}"), db.db.url());
-            expected.insert(Uuid::parse_str(&mapping.uuid).unwrap(), hosts);
+            expected.insert(mapping.uuid, hosts);
             dbs.push(db);
         }
         let timeout = Duration::from_secs(30);
@@ -106,9 +106,9 @@ mapping_testkit::backend_tests! {
         assert_eq!(got, expected);
 
         let one = router.scatter_gather_single_cell(&cell0, timeout, |cell, conn| {
-            Ok::<_, diesel::result::Error>((cell.uuid.clone(), hostnames(conn)?))
+            Ok::<_, diesel::result::Error>((cell.uuid, hostnames(conn)?))
         });
-        assert_eq!(one.ok(), Some((CELL0_UUID.to_owned(), vec!["failed-build".to_owned()])));
+        assert_eq!(one.ok(), Some((Uuid::nil(), vec!["failed-build".to_owned()])));
     }
 
     fn errors_of_the_closure_and_panics_are_per_cell_results(t) {
@@ -119,7 +119,7 @@ mapping_testkit::backend_tests! {
         let good = register(&t.db, "good", good.db.url());
         let bad_cell = register(&t.db, "bad", bad.db.url());
         let boom_cell = register(&t.db, "boom", boom.db.url());
-        let (bad_uuid, boom_uuid) = (bad_cell.uuid.clone(), boom_cell.uuid.clone());
+        let (bad_uuid, boom_uuid) = (bad_cell.uuid, boom_cell.uuid);
         let results = router.scatter_gather(
             &[good.clone(), bad_cell, boom_cell],
             Duration::from_secs(30),
@@ -134,7 +134,7 @@ mapping_testkit::backend_tests! {
             },
         );
         let uuid = |s: &str| Uuid::parse_str(s).unwrap();
-        assert_eq!(results[&uuid(&good.uuid)].as_ok(), Some(&1));
+        assert_eq!(results[&good.uuid].as_ok(), Some(&1));
         let failed: Vec<&RouterError> = results.values().filter_map(CellResult::error).collect();
         assert_eq!(failed.len(), 2, "{results:?}");
         assert!(failed.iter().any(|e| matches!(e, RouterError::Query { source, .. }
@@ -143,7 +143,7 @@ mapping_testkit::backend_tests! {
             if message == "closure exploded")), "{failed:?}");
         // The worker that saw the panic still serves.
         let again = router.scatter_gather(std::slice::from_ref(&good), Duration::from_secs(30), |_, conn| hostnames(conn));
-        assert!(again[&uuid(&good.uuid)].is_ok());
+        assert!(again[&good.uuid].is_ok());
     }
 
     fn templated_cell_urls_expand_against_the_default(t) {
@@ -177,7 +177,7 @@ mapping_testkit::backend_tests! {
             let first = cell_db(backend, &["first"]);
             let second = cell_db(backend, &["second"]);
             let mut mapping = register(&t.db, "moving", first.db.url());
-            let uuid = Uuid::parse_str(&mapping.uuid).unwrap();
+            let uuid = mapping.uuid;
             let instance = mapping_testkit::uuid();
             map_instance(&t.db, &instance, &mapping);
             let before = router.pool_stats();
@@ -201,7 +201,7 @@ mapping_testkit::backend_tests! {
 
             // Deleted: the next refresh of the cell list drops its pool.
             t.db.instance_mappings().destroy(&instance).unwrap();
-            t.db.cells().destroy(&mapping.uuid).unwrap();
+            t.db.cells().destroy(mapping.uuid).unwrap();
             router.refresh_cells().unwrap();
             assert!(!router.has_pool(uuid), "{backend:?} pool of a deleted cell kept");
             assert_eq!(router.pool_stats().dropped, before.dropped + 2);

@@ -10,7 +10,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use mapping_diesel::timestamp::NovaTimestamp;
+use mapping_diesel::__private::timestamp::NovaTimestamp;
 use mapping_diesel::{BackendKind, DbConnection};
 use mapping_model::cell_schema::{compute_nodes, instances, services};
 use mapping_model::{CellMapping, NewCellMapping};
@@ -498,7 +498,7 @@ impl CellDb {
 
     /// Deletes the instance the way Nova does: `deleted = id`, `deleted_at` set.
     pub fn delete_instance(&self, uuid: &str) {
-        let now = NovaTimestamp(mapping_diesel::timestamp::now(self.backend()));
+        let now = NovaTimestamp(mapping_diesel::__private::timestamp::now(self.backend()));
         let n = self.conn("deleting an instance", |c| {
             diesel::update(instances::table.filter(instances::uuid.eq(uuid)))
                 .set((
@@ -531,7 +531,7 @@ impl CellDb {
 
     /// Adds a live compute node on `host` (`mapped = 0`); returns its id.
     pub fn add_compute_node(&self, host: &str) -> i32 {
-        let now = NovaTimestamp(mapping_diesel::timestamp::now(self.backend()));
+        let now = NovaTimestamp(mapping_diesel::__private::timestamp::now(self.backend()));
         let node_uuid = uuid();
         self.conn("inserting a compute node", |c| {
             diesel::insert_into(compute_nodes::table)
@@ -590,7 +590,7 @@ impl CellDb {
 
     /// Adds a live service (`binary` e.g. `nova-compute`); returns its id.
     pub fn add_service(&self, host: &str, binary: &str, disabled: bool) -> i32 {
-        let now = NovaTimestamp(mapping_diesel::timestamp::now(self.backend()));
+        let now = NovaTimestamp(mapping_diesel::__private::timestamp::now(self.backend()));
         let service_uuid = uuid();
         let topic = binary.strip_prefix("nova-").unwrap_or(binary).to_owned();
         self.conn("inserting a service", |c| {

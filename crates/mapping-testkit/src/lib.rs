@@ -120,7 +120,7 @@ impl TestDb {
                 admin_db
                     .with_connection(|c| {
                         c.batch_execute(&format!("CREATE DATABASE {name}"))
-                            .map_err(|e| mapping_model::Error::Migration(e.to_string()))
+                            .map_err(mapping_model::Error::from)
                     })
                     .unwrap_or_else(|e| {
                         panic!("creating test database {name} on {backend:?} failed: {e}")
@@ -158,10 +158,7 @@ impl TestDb {
     /// Runs raw SQL (for writing rows the way other tools would).
     pub fn exec(&self, sql: &str) {
         self.db
-            .with_connection(|c| {
-                c.batch_execute(sql)
-                    .map_err(|e| mapping_model::Error::Migration(e.to_string()))
-            })
+            .with_connection(|c| c.batch_execute(sql).map_err(mapping_model::Error::from))
             .unwrap_or_else(|e| panic!("raw SQL failed on {:?}: {e}\n{sql}", self.backend));
     }
 
@@ -235,8 +232,7 @@ impl Drop for TestDb {
                 };
                 if let Ok(admin_db) = Database::open(admin) {
                     let _ = admin_db.with_connection(|c| {
-                        c.batch_execute(&sql)
-                            .map_err(|e| mapping_model::Error::Migration(e.to_string()))
+                        c.batch_execute(&sql).map_err(mapping_model::Error::from)
                     });
                 }
             }

@@ -117,7 +117,7 @@ fn main() {
         let r1 = map_instances(
             &api,
             &router,
-            &cell.uuid,
+            cell.uuid,
             MapInstancesOptions {
                 max_count: Some(half),
                 reset: false,
@@ -132,7 +132,7 @@ fn main() {
         let r2 = map_instances(
             &api,
             &router,
-            &cell.uuid,
+            cell.uuid,
             MapInstancesOptions {
                 max_count: None,
                 reset: false,

@@ -102,7 +102,7 @@ impl LocalCache {
         }
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let key = mapping.instance_uuid.clone();
+        let key = mapping.instance_uuid.as_str().to_owned();
         inner.order.push_back((seq, key.clone()));
         inner.map.insert(
             key,
@@ -174,7 +174,7 @@ mod tests {
             instance_uuid: uuid.into(),
             cell_mapping: cell.then(|| CellMapping {
                 id: 1,
-                uuid: "c".into(),
+                uuid: mapping_model::Uuid::nil(),
                 name: None,
                 transport_url: String::new(),
                 database_connection: String::new(),

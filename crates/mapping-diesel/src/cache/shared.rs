@@ -172,8 +172,9 @@ impl SharedTier {
                         .mapping
                         .cell_mapping
                         .as_ref()
-                        .map_or("", |c| c.uuid.as_str());
-                    if d.stamp == record.stamp(cell_uuid) && d.defaults == self.defaults {
+                        .map(|c| c.uuid.to_string())
+                        .unwrap_or_default();
+                    if d.stamp == record.stamp(&cell_uuid) && d.defaults == self.defaults {
                         self.c.hits.fetch_add(1, Ordering::Relaxed);
                         return Lookup::Hit(d.mapping);
                     }
@@ -227,7 +228,7 @@ impl SharedTier {
         let Some(cell) = mapping.cell_mapping.as_ref() else {
             return;
         };
-        let stamp: Stamp = lease.record.stamp(&cell.uuid);
+        let stamp: Stamp = lease.record.stamp(&cell.uuid.to_string());
         let Some(data) = value::encode_mapping(&lease.key, stamp, self.defaults, mapping) else {
             return;
         };

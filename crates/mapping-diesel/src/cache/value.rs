@@ -11,7 +11,7 @@
 //! incarnation, then (cell-uuid hash, generation) pairs, and the checksum.
 
 use chrono::{DateTime, NaiveDateTime};
-use mapping_model::{CellMapping, InstanceMapping};
+use mapping_model::{CellMapping, InstanceMapping, InstanceUuid, Uuid};
 
 use super::client::fnv1a;
 
@@ -127,14 +127,14 @@ pub(crate) fn encode_mapping(
     w.extend_from_slice(&stamp.generation.to_le_bytes());
     w.extend_from_slice(&defaults.to_le_bytes());
     w.extend_from_slice(&m.id.to_le_bytes());
-    put_str(&mut w, &m.instance_uuid)?;
+    put_str(&mut w, m.instance_uuid.as_str())?;
     put_str(&mut w, &m.project_id)?;
     put_opt_str(&mut w, m.user_id.as_deref())?;
     w.push(u8::from(m.queued_for_delete));
     put_time(&mut w, m.created_at);
     put_time(&mut w, m.updated_at);
     w.extend_from_slice(&cell.id.to_le_bytes());
-    put_str(&mut w, &cell.uuid)?;
+    put_str(&mut w, &cell.uuid.to_string())?;
     put_opt_str(&mut w, cell.name.as_deref())?;
     put_str(&mut w, &cell.transport_url)?;
     put_str(&mut w, &cell.database_connection)?;
@@ -172,7 +172,7 @@ pub(crate) fn decode_mapping(key: &str, data: &[u8]) -> Option<Decoded> {
     let updated_at = r.time()?;
     let cell = CellMapping {
         id: r.i32()?,
-        uuid: r.string()?,
+        uuid: Uuid::parse_str(&r.string()?).ok()?,
         name: r.opt_string()?,
         transport_url: r.string()?,
         database_connection: r.string()?,
@@ -191,7 +191,7 @@ pub(crate) fn decode_mapping(key: &str, data: &[u8]) -> Option<Decoded> {
         defaults,
         mapping: InstanceMapping {
             id,
-            instance_uuid,
+            instance_uuid: InstanceUuid::from_stored(instance_uuid),
             cell_mapping: Some(cell),
             project_id,
             user_id,
@@ -316,7 +316,7 @@ mod tests {
             instance_uuid: "0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10".into(),
             cell_mapping: Some(CellMapping {
                 id: 3,
-                uuid: "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e".into(),
+                uuid: "6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e".parse().unwrap(),
                 name: Some("cell1".into()),
                 transport_url: "rabbit://u:p@mq/".into(),
                 database_connection: "mysql://u:p@db/nova_cell1".into(),

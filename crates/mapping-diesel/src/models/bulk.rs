@@ -174,7 +174,7 @@ fn verify_cells(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<()> {
         if let Some(other) = named.insert(c.id, c) {
             if other.uuid != c.uuid {
                 return Err(Error::CellMappingNotFound {
-                    uuid: other.uuid.clone(),
+                    uuid: other.uuid.to_string(),
                 });
             }
         }
@@ -191,9 +191,15 @@ fn verify_cells(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<()> {
         );
     }
     for (id, cell) in named {
-        let canonical = mapping_model::validate::uuid("cell_uuid", &cell.uuid)?;
-        if stored.get(&id) != Some(&canonical) {
-            return Err(Error::CellMappingNotFound { uuid: canonical });
+        // Compared as UUIDs, as `verified` does for a single create.
+        let matches = stored
+            .get(&id)
+            .and_then(|s| mapping_model::Uuid::parse_str(s).ok())
+            .is_some_and(|s| s == cell.uuid);
+        if !matches {
+            return Err(Error::CellMappingNotFound {
+                uuid: cell.uuid.to_string(),
+            });
         }
     }
     Ok(())
@@ -222,6 +228,6 @@ fn missing_cell(tx: &mut Tx<'_>, batch: &BulkCreate) -> Result<String> {
         .iter()
         .filter_map(|r| r.cell_mapping.as_ref())
         .find(|c| !present.contains(&c.id))
-        .map(|c| c.uuid.clone())
+        .map(|c| c.uuid.to_string())
         .unwrap_or_default())
 }

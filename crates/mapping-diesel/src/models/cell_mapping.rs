@@ -30,10 +30,17 @@ pub(crate) struct CellRow {
 
 impl CellRow {
     /// The object, with URL templates expanded against the options' defaults.
-    pub(crate) fn into_object(self, options: &Options) -> CellMapping {
-        CellMapping {
+    /// A row whose uuid is not a UUID (never written by Nova or this API) is
+    /// [`Error::BadRow`].
+    pub(crate) fn into_object(self, options: &Options) -> Result<CellMapping> {
+        let uuid = mapping_model::Uuid::parse_str(&self.uuid).map_err(|e| Error::BadRow {
+            table: "cell_mappings",
             id: self.id,
-            uuid: self.uuid,
+            reason: format!("its uuid {} is not a UUID: {e}", validate::echo(&self.uuid)),
+        })?;
+        Ok(CellMapping {
+            id: self.id,
+            uuid,
             name: self.name,
             transport_url: expand(self.transport_url, options.default_transport_url.as_deref()),
             database_connection: expand(
@@ -43,8 +50,13 @@ impl CellRow {
             disabled: self.disabled.unwrap_or(false),
             created_at: self.created_at,
             updated_at: self.updated_at,
-        }
+        })
     }
+}
+
+/// The objects of cell rows.
+fn cell_objects(rows: Vec<CellRow>, options: &Options) -> Result<Vec<CellMapping>> {
+    rows.into_iter().map(|r| r.into_object(options)).collect()
 }
 
 /// A stored URL as the object shows it: NULL reads as `""`; with a default,
@@ -87,10 +99,10 @@ fn get_row(tx: &mut Tx<'_>, uuid: &str) -> Result<CellMapping> {
         .first(tx.conn)
         .optional()
         .map_err(db_err("cell_mapping.get_by_uuid"))?
-        .map(|r| r.into_object(&tx.shared.options))
         .ok_or_else(|| Error::CellMappingNotFound {
             uuid: uuid.to_owned(),
-        })
+        })?
+        .into_object(&tx.shared.options)
 }
 
 /// The stored row of the cell an object names, checked by id and uuid
@@ -99,17 +111,24 @@ fn get_row(tx: &mut Tx<'_>, uuid: &str) -> Result<CellMapping> {
 /// is [`Error::CellMappingNotFound`]. Run after the write that references
 /// the cell, in the same transaction: the write has locked the row against
 /// deletion (the foreign-key check on PostgreSQL and MySQL, the database
-/// write lock on SQLite), so what is checked is what was referenced.
+/// write lock on SQLite), so what is checked is what was referenced. The
+/// uuids are compared as UUIDs, so a row stored in another spelling (upper
+/// case) is still its own cell.
 pub(crate) fn verified(tx: &mut Tx<'_>, cell: &CellMapping) -> Result<CellRow> {
-    let uuid = validate::uuid("cell_uuid", &cell.uuid)?;
-    cell_mappings::table
+    let not_found = || Error::CellMappingNotFound {
+        uuid: cell.uuid.to_string(),
+    };
+    let row = cell_mappings::table
         .filter(cell_mappings::id.eq(cell.id))
-        .filter(cell_mappings::uuid.eq(&uuid))
         .select(CellRow::as_select())
-        .first(tx.conn)
+        .first::<CellRow>(tx.conn)
         .optional()
         .map_err(db_err("cell_mapping.verify"))?
-        .ok_or(Error::CellMappingNotFound { uuid })
+        .ok_or_else(not_found)?;
+    match mapping_model::Uuid::parse_str(&row.uuid) {
+        Ok(stored) if stored == cell.uuid => Ok(row),
+        _ => Err(not_found()),
+    }
 }
 
 pub(crate) fn create(tx: &mut Tx<'_>, new: NewCellMapping) -> Result<CellMapping> {
@@ -132,7 +151,7 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewCellMapping) -> Result<CellMapping
         }
         Err(e) => return Err(e),
     };
-    Ok(CellRow {
+    CellRow {
         created_at: Some(now),
         updated_at: None,
         id,
@@ -142,7 +161,7 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewCellMapping) -> Result<CellMapping
         database_connection: Some(new.database_connection),
         disabled: Some(new.disabled),
     }
-    .into_object(&tx.shared.options))
+    .into_object(&tx.shared.options)
 }
 
 pub(crate) fn save(
@@ -151,7 +170,7 @@ pub(crate) fn save(
     update: &CellMappingUpdate,
 ) -> Result<CellMapping> {
     update.validate()?;
-    let uuid = validate::uuid("cell_uuid", &cell.uuid)?;
+    let uuid = cell.uuid.to_string();
     if update.is_empty() {
         // Nothing to write (not even updated_at, as in Nova).
         return get_row(tx, &uuid);
@@ -247,10 +266,7 @@ pub(crate) fn get_all(tx: &mut Tx<'_>) -> Result<Vec<CellMapping>> {
         .select(CellRow::as_select())
         .load(tx.conn)
         .map_err(db_err("cell_mapping_list.get_all"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| r.into_object(&tx.shared.options))
-        .collect())
+    cell_objects(rows, &tx.shared.options)
 }
 
 pub(crate) fn get_by_disabled(tx: &mut Tx<'_>, disabled: bool) -> Result<Vec<CellMapping>> {
@@ -271,10 +287,7 @@ pub(crate) fn get_by_disabled(tx: &mut Tx<'_>, disabled: bool) -> Result<Vec<Cel
         .select(CellRow::as_select())
         .load(tx.conn)
         .map_err(db_err("cell_mapping_list.get_by_disabled"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| r.into_object(&tx.shared.options))
-        .collect())
+    cell_objects(rows, &tx.shared.options)
 }
 
 pub(crate) fn get_by_project_id(tx: &mut Tx<'_>, project_id: &str) -> Result<Vec<CellMapping>> {
@@ -290,10 +303,7 @@ pub(crate) fn get_by_project_id(tx: &mut Tx<'_>, project_id: &str) -> Result<Vec
         .select(CellRow::as_select())
         .load(tx.conn)
         .map_err(db_err("cell_mapping_list.get_by_project_id"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| r.into_object(&tx.shared.options))
-        .collect())
+    cell_objects(rows, &tx.shared.options)
 }
 
 /// Cell mappings: Nova's `CellMapping` and `CellMappingList`.
@@ -364,7 +374,7 @@ impl<E: Executor> CellMappings<E> {
     pub fn save(&mut self, cell: &CellMapping, update: &CellMappingUpdate) -> Result<CellMapping> {
         self.exec
             .run(Op::rerunnable_write("cell_mapping.save"), &mut |tx| {
-                tx.writes.cell(&cell.uuid);
+                tx.writes.cell(&cell.uuid.to_string());
                 save(tx, cell, update)
             })
     }

@@ -21,14 +21,14 @@ pub(crate) struct HostRow {
 }
 
 impl HostRow {
-    fn into_object(self, cell: CellRow, options: &Options) -> HostMapping {
-        HostMapping {
+    fn into_object(self, cell: CellRow, options: &Options) -> Result<HostMapping> {
+        Ok(HostMapping {
             id: self.id,
             host: self.host,
-            cell_mapping: cell.into_object(options),
+            cell_mapping: cell.into_object(options)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
-        }
+        })
     }
 }
 
@@ -48,7 +48,7 @@ struct HostChanges<'a> {
     host: Option<&'a str>,
 }
 
-fn objects(rows: Vec<(HostRow, CellRow)>, options: &Options) -> Vec<HostMapping> {
+fn objects(rows: Vec<(HostRow, CellRow)>, options: &Options) -> Result<Vec<HostMapping>> {
     rows.into_iter()
         .map(|(h, c)| h.into_object(c, options))
         .collect()
@@ -66,7 +66,7 @@ pub(crate) fn get_by_host(tx: &mut Tx<'_>, host: &str) -> Result<HostMapping> {
         .optional()
         .map_err(db_err("host_mapping.get_by_host"))?;
     match row {
-        Some((h, Some(c))) => Ok(h.into_object(c, &tx.shared.options)),
+        Some((h, Some(c))) => h.into_object(c, &tx.shared.options),
         Some((h, None)) => Err(Error::BadRow {
             table: "host_mappings",
             id: h.id,
@@ -94,13 +94,13 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewHostMapping) -> Result<HostMapping
         Ok((id, cell))
     });
     let (id, cell) = written?;
-    Ok(HostRow {
+    HostRow {
         created_at: Some(now),
         updated_at: None,
         id,
         host: new.host,
     }
-    .into_object(cell, &tx.shared.options))
+    .into_object(cell, &tx.shared.options)
 }
 
 /// A failed write of a host mapping as the typed error it stands for.
@@ -116,7 +116,7 @@ fn constraint_error(
         }
     } else if is_fk_violation(&e) {
         Error::CellMappingNotFound {
-            uuid: cell.uuid.clone(),
+            uuid: cell.uuid.to_string(),
         }
     } else {
         db_err(operation)(e)
@@ -133,7 +133,7 @@ fn get_by_id(tx: &mut Tx<'_>, id: i32, host: &str) -> Result<HostMapping> {
         .optional()
         .map_err(db_err("host_mapping.save"))?;
     match row {
-        Some((h, c)) => Ok(h.into_object(c, &tx.shared.options)),
+        Some((h, c)) => h.into_object(c, &tx.shared.options),
         None => Err(Error::HostMappingNotFound {
             host: host.to_owned(),
         }),
@@ -200,7 +200,7 @@ pub(crate) fn get_all(tx: &mut Tx<'_>) -> Result<Vec<HostMapping>> {
         .select((HostRow::as_select(), CellRow::as_select()))
         .load(tx.conn)
         .map_err(db_err("host_mapping_list.get_all"))?;
-    Ok(objects(rows, &tx.shared.options))
+    objects(rows, &tx.shared.options)
 }
 
 pub(crate) fn get_by_cell_id(tx: &mut Tx<'_>, cell_id: i32) -> Result<Vec<HostMapping>> {
@@ -211,7 +211,7 @@ pub(crate) fn get_by_cell_id(tx: &mut Tx<'_>, cell_id: i32) -> Result<Vec<HostMa
         .select((HostRow::as_select(), CellRow::as_select()))
         .load(tx.conn)
         .map_err(db_err("host_mapping_list.get_by_cell_id"))?;
-    Ok(objects(rows, &tx.shared.options))
+    objects(rows, &tx.shared.options)
 }
 
 /// Host mappings: Nova's `HostMapping` and `HostMappingList`.

@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use mapping_model::schema::{cell_mappings, instance_mappings};
 use mapping_model::{
-    validate, CellMapping, Error, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,
-    Result, ToUuid,
+    validate, CellMapping, Error, InstanceMapping, InstanceMappingUpdate, InstanceUuid,
+    NewInstanceMapping, Result, ToUuid,
 };
 
 use super::cell_mapping::{verified, CellRow};
@@ -31,7 +31,7 @@ pub(crate) struct InstanceRow {
 }
 
 impl InstanceRow {
-    fn into_object(self, cell: Option<CellRow>, options: &Options) -> InstanceMapping {
+    fn into_object(self, cell: Option<CellRow>, options: &Options) -> Result<InstanceMapping> {
         if self.cell_id.is_some() && cell.is_none() {
             tracing::warn!(
                 id = self.id,
@@ -39,22 +39,22 @@ impl InstanceRow {
                 "instance mapping points at a cell that does not exist; read as unscheduled"
             );
         }
-        InstanceMapping {
+        Ok(InstanceMapping {
             id: self.id,
-            instance_uuid: self.instance_uuid,
-            cell_mapping: cell.map(|c| c.into_object(options)),
+            instance_uuid: InstanceUuid::from_stored(self.instance_uuid),
+            cell_mapping: cell.map(|c| c.into_object(options)).transpose()?,
             project_id: self.project_id,
             user_id: self.user_id,
             queued_for_delete: self.queued_for_delete.unwrap_or(false),
             created_at: self.created_at,
             updated_at: self.updated_at,
-        }
+        })
     }
 }
 
 type Joined = (InstanceRow, Option<CellRow>);
 
-pub(super) fn objects(rows: Vec<Joined>, options: &Options) -> Vec<InstanceMapping> {
+pub(super) fn objects(rows: Vec<Joined>, options: &Options) -> Result<Vec<InstanceMapping>> {
     rows.into_iter()
         .map(|(im, cell)| im.into_object(cell, options))
         .collect()
@@ -103,7 +103,7 @@ pub(crate) fn get_by_instance_uuid(
     })
     .map_err(db_err("instance_mapping.get_by_instance_uuid"))?;
     match row {
-        Some((im, cell)) => Ok(im.into_object(cell, &tx.shared.options)),
+        Some((im, cell)) => im.into_object(cell, &tx.shared.options),
         None => Err(Error::InstanceMappingNotFound { instance_uuid }),
     }
 }
@@ -318,7 +318,7 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
             return Err(e);
         }
     };
-    Ok(InstanceRow {
+    InstanceRow {
         created_at: Some(now),
         updated_at: None,
         id,
@@ -328,7 +328,7 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
         user_id: Some(new.user_id),
         queued_for_delete: Some(queued_for_delete),
     }
-    .into_object(cell, &tx.shared.options))
+    .into_object(cell, &tx.shared.options)
 }
 
 /// A failed write of an instance mapping as the typed error it stands for.
@@ -344,7 +344,7 @@ fn constraint_error(
         }
     } else if is_fk_violation(&e) {
         Error::CellMappingNotFound {
-            uuid: cell.map(|c| c.uuid.clone()).unwrap_or_default(),
+            uuid: cell.map(|c| c.uuid.to_string()).unwrap_or_default(),
         }
     } else {
         db_err(operation)(e)
@@ -357,7 +357,7 @@ pub(crate) fn save(
     update: &InstanceMappingUpdate,
 ) -> Result<InstanceMapping> {
     update.validate()?;
-    let instance_uuid = validate::uuid("instance_uuid", &mapping.instance_uuid)?;
+    let instance_uuid = mapping.instance_uuid.to_canonical("instance_uuid")?;
     if update.is_empty() {
         // Nothing to write (not even updated_at, as in Nova).
         return get_by_instance_uuid(tx, &instance_uuid);
@@ -435,7 +435,7 @@ pub(crate) fn get_by_project_id(tx: &mut Tx<'_>, project_id: &str) -> Result<Vec
             .load::<Joined>(c)
     })
     .map_err(db_err("instance_mapping_list.get_by_project_id"))?;
-    Ok(objects(rows, &tx.shared.options))
+    objects(rows, &tx.shared.options)
 }
 
 pub(crate) fn get_by_cell_id(tx: &mut Tx<'_>, cell_id: i32) -> Result<Vec<InstanceMapping>> {
@@ -445,7 +445,7 @@ pub(crate) fn get_by_cell_id(tx: &mut Tx<'_>, cell_id: i32) -> Result<Vec<Instan
         .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
         .load::<Joined>(tx.conn)
         .map_err(db_err("instance_mapping_list.get_by_cell_id"))?;
-    Ok(objects(rows, &tx.shared.options))
+    objects(rows, &tx.shared.options)
 }
 
 pub(crate) fn get_by_instance_uuids(
@@ -462,7 +462,7 @@ pub(crate) fn get_by_instance_uuids(
                 .load::<Joined>(c)
         })
         .map_err(db_err("instance_mapping_list.get_by_instance_uuids"))?;
-        out.extend(objects(rows, &tx.shared.options));
+        out.extend(objects(rows, &tx.shared.options)?);
     }
     Ok(out)
 }
@@ -519,15 +519,14 @@ pub(crate) fn get_not_deleted_by_cell_and_project(
         "instance_mapping_list.get_not_deleted_by_cell_and_project",
     ))?;
     let options = &tx.shared.options;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|(im, cell)| im.into_object(Some(cell), options))
-        .collect())
+        .collect()
 }
 
 /// Records, for the cache, that the mapping of `instance_uuid` is written.
-fn note_write(tx: &mut Tx<'_>, instance_uuid: &str) {
-    if let Ok(u) = validate::uuid("instance_uuid", instance_uuid) {
+fn note_write(tx: &mut Tx<'_>, instance_uuid: &(impl ToUuid + ?Sized)) {
+    if let Ok(u) = instance_uuid.to_canonical("instance_uuid") {
         tx.writes.instances([u.as_str()]);
     }
 }

@@ -44,7 +44,7 @@ fn page(
     let rows = q
         .load::<(InstanceRow, Option<CellRow>)>(tx.conn)
         .map_err(db_err("instance_mapping_list.page"))?;
-    Ok(super::instance_mapping::objects(rows, &tx.shared.options))
+    super::instance_mapping::objects(rows, &tx.shared.options)
 }
 
 fn check_limit(limit: u32) -> Result<()> {

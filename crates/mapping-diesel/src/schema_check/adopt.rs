@@ -70,7 +70,7 @@ pub fn adopt_nova_schema(conn: &mut DbConnection) -> Result<()> {
 
     if present.is_empty() {
         if nova {
-            return Err(Error::Migration(format!(
+            return Err(Error::migration_refused(format!(
                 "the database has Nova's {ALEMBIC_VERSION_TABLE} table but none of the mapping \
                  tables: it looks like a Nova cell database, not nova_api; refusing to create \
                  the mapping tables in it"
@@ -80,7 +80,7 @@ pub fn adopt_nova_schema(conn: &mut DbConnection) -> Result<()> {
     }
 
     if !nova {
-        return Err(Error::Migration(format!(
+        return Err(Error::migration_refused(format!(
             "table(s) {} exist but were not made by Nova (no {ALEMBIC_VERSION_TABLE} table) nor \
              by this library (migration {version} not recorded in {DIESEL_MIGRATIONS_TABLE}); \
              refusing to touch tables of unknown origin",
@@ -108,7 +108,7 @@ pub fn adopt_nova_schema(conn: &mut DbConnection) -> Result<()> {
         source,
     })?;
     conn.run_migration(&crate::migrations::record_only(baseline))
-        .map_err(|e| Error::Migration(e.to_string()))?;
+        .map_err(|e| Error::migration("recording the adopted baseline", e))?;
     tracing::info!(
         baseline = %version,
         alembic_version = %alembic,

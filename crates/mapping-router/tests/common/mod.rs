@@ -62,10 +62,9 @@ pub fn map_instance(api: &Database, instance: &str, cell: &CellMapping) {
         .expect("create instance mapping");
 }
 
-/// Runs raw SQL on a connection, with the error as text.
+/// Runs raw SQL on a connection.
 pub fn batch(conn: &mut mapping_diesel::DbConnection, sql: &str) -> mapping_model::Result<()> {
-    conn.batch_execute(sql)
-        .map_err(|e| mapping_model::Error::Migration(e.to_string()))
+    conn.batch_execute(sql).map_err(mapping_model::Error::from)
 }
 
 /// The backends compiled in.
