@@ -6,7 +6,7 @@
 
 mod support;
 
-use cell_mappings::{BackendKind, Error};
+use cell_mappings::{BackendKind, Error, InstanceMappingUpdate};
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use mapping_testkit::{backend_tests, uuid, TestDb};
@@ -112,6 +112,21 @@ backend_tests! {
         let im = t.instance(Some(&cell), "p", "u");
         assert_eq!(im.cell_mapping.as_ref(), Some(&cell));
         assert_eq!(t.instance_mappings().get_by_project_id("p").unwrap(), vec![im.clone()]);
+        // A save naming it verifies too, and so does one naming a cell
+        // stored as 32 hex digits.
+        let simple = uuid::Uuid::new_v4();
+        insert(&simple.simple().to_string(), "simple");
+        let simple_cell = t.cells().get_all().unwrap().into_iter().find(|c| c.uuid == simple).unwrap();
+        let other = t.instance(None, "q", "u");
+        for c in [&cell, &simple_cell, &cell] {
+            let saved = t.instance_mappings()
+                .save(&other, &InstanceMappingUpdate::new().cell(Some(c)))
+                .unwrap();
+            assert_eq!(saved.cell_mapping.as_ref(), Some(c));
+            assert_eq!(t.instance_mappings().get_by_instance_uuid(&other.instance_uuid).unwrap(), saved);
+        }
+        t.instance_mappings().destroy(&other.instance_uuid).unwrap();
+        t.exec(&format!("DELETE FROM cell_mappings WHERE id = {}", simple_cell.id));
         // Not a UUID (never written by Nova or the library): a bad row,
         // named, wherever it is read; other cells' rows read fine.
         insert("not-a-uuid", "bad");

@@ -381,7 +381,7 @@ fn in_memory_sqlite_survives_panics_and_errors() {
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 fn sessions(db: &Database, backend: cell_mappings::BackendKind) -> String {
     use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName, Debug)]
+    #[derive(diesel::QueryableByName)]
     struct S {
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
         s: Option<String>,
@@ -397,6 +397,11 @@ fn sessions(db: &Database, backend: cell_mappings::BackendKind) -> String {
         }
     };
     db.with_connection(|c| diesel::sql_query(sql).load::<S>(c).map_err(Error::from))
-        .map(|rows| format!("{rows:#?}"))
+        .map(|rows| {
+            rows.into_iter()
+                .map(|r| r.s.unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .unwrap_or_else(|e| e.to_string())
 }

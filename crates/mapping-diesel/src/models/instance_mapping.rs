@@ -60,7 +60,7 @@ pub(super) fn objects(rows: Vec<Joined>, options: &Options) -> Result<Vec<Instan
         .collect()
 }
 
-#[derive(AsChangeset)]
+#[derive(AsChangeset, Clone, Copy)]
 #[diesel(table_name = instance_mappings)]
 struct InstanceChanges<'a> {
     updated_at: NovaTimestamp,
@@ -374,15 +374,12 @@ pub(crate) fn save(
         user_id: update.user_id.as_deref(),
         queued_for_delete: update.queued_for_delete,
     };
-    let cell_key = match new_cell {
-        Some(c) => Some((c.id, validate::uuid("cell_uuid", &c.uuid)?)),
-        None => None,
-    };
     // One statement writes the row and, when it names a cell, checks that
     // cell by id and uuid together (a stale or forged reference changes
     // nothing); the row as stored is then read back. No transaction around
     // the two: the update is keyed and to given values, so a re-run after a
     // lost connection writes the same (two round trips instead of five).
+    let cell_key = new_cell.map(|c| (c.id, c.uuid.hyphenated().to_string()));
     let target =
         instance_mappings::table.filter(instance_mappings::instance_uuid.eq(&instance_uuid));
     let n = tx.guarded(|tx| {
@@ -391,7 +388,7 @@ pub(crate) fn save(
                 target.filter(diesel::dsl::exists(
                     cell_mappings::table
                         .filter(cell_mappings::id.eq(*id))
-                        .filter(cell_mappings::uuid.eq(uuid)),
+                        .filter(lower(cell_mappings::uuid).eq(uuid)),
                 )),
             )
             .set(changes)
@@ -400,16 +397,36 @@ pub(crate) fn save(
         }
         .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))
     })?;
-    if n == 0 {
-        let Some((_, cell_uuid)) = cell_key else {
-            return Err(Error::InstanceMappingNotFound { instance_uuid });
-        };
-        // Either the mapping is gone or the cell reference is not the
-        // stored cell's: say which (the mapping first, as before).
-        get_by_instance_uuid(tx, &instance_uuid)?;
-        return Err(Error::CellMappingNotFound { uuid: cell_uuid });
+    if n > 0 {
+        return get_by_instance_uuid(tx, &instance_uuid);
     }
+    let Some(cell) = new_cell else {
+        return Err(Error::InstanceMappingNotFound { instance_uuid });
+    };
+    // Either the mapping is gone (said first, as before), or the reference
+    // is not the stored cell's, or the stored cell spells its uuid in a form
+    // other than hyphenated (never written by Nova or this library): that
+    // one is checked as every cell reference is, in one unit with the write.
+    get_by_instance_uuid(tx, &instance_uuid)?;
+    verified(tx, cell)?;
+    tx.atomic(|tx| {
+        let n = diesel::update(target)
+            .set(changes)
+            .execute(tx.conn)
+            .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))?;
+        if n == 0 {
+            return Err(Error::InstanceMappingNotFound {
+                instance_uuid: instance_uuid.clone(),
+            });
+        }
+        verified(tx, cell).map(|_| ())
+    })?;
     get_by_instance_uuid(tx, &instance_uuid)
+}
+
+diesel::define_sql_function! {
+    /// SQL `LOWER` of a text.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
 pub(crate) fn destroy(tx: &mut Tx<'_>, instance_uuid: &str) -> Result<()> {
