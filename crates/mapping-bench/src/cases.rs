@@ -302,7 +302,20 @@ pub(crate) fn explain(backend: BackendKind, raw: &mut dyn Raw, data: &Data, repo
         ),
         (
             "get_by_instance_uuids (1,000)",
-            format!("SELECT {cols} FROM {from} WHERE instance_mappings.instance_uuid {in_list}"),
+            match backend {
+                // The library's form on PostgreSQL (see `UuidInArray`).
+                BackendKind::Postgres => format!(
+                    "SELECT {cols} FROM {from} WHERE instance_mappings.instance_uuid IN \
+                     (SELECT unnest('{{{}}}'::text[]))",
+                    list.iter()
+                        .map(|s| s.trim_matches('\''))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                _ => format!(
+                    "SELECT {cols} FROM {from} WHERE instance_mappings.instance_uuid {in_list}"
+                ),
+            },
         ),
         (
             "save (schedule)",
