@@ -83,6 +83,12 @@ impl<'o> CellObjects<'o> {
     /// (the linear search stays short).
     const MEMO: usize = 64;
 
+    /// Whether these options expand anything (a default URL is set); if
+    /// not, [`CellRow::into_object`] is all there is to do.
+    pub(crate) fn expands(options: &Options) -> bool {
+        options.default_transport_url.is_some() || options.default_database_connection.is_some()
+    }
+
     /// An empty memo for one call.
     pub(crate) fn new(options: &'o Options) -> Self {
         Self {

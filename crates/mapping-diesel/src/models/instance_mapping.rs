@@ -33,18 +33,33 @@ pub(crate) struct InstanceRow {
 
 impl InstanceRow {
     fn into_object(self, cell: Option<CellRow>, options: &Options) -> InstanceMapping {
-        let cell = cell.map(|c| c.into_object(options));
-        self.with_cell(cell)
+        if self.cell_id.is_some() && cell.is_none() {
+            Self::warn_dangling(self.id, self.cell_id);
+        }
+        InstanceMapping {
+            id: self.id,
+            instance_uuid: self.instance_uuid,
+            cell_mapping: cell.map(|c| c.into_object(options)),
+            project_id: self.project_id,
+            user_id: self.user_id,
+            queued_for_delete: self.queued_for_delete.unwrap_or(false),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    fn warn_dangling(id: i32, cell_id: Option<i32>) {
+        tracing::warn!(
+            id,
+            cell_id,
+            "instance mapping points at a cell that does not exist; read as unscheduled"
+        );
     }
 
     /// The object, with its cell already made.
     fn with_cell(self, cell: Option<CellMapping>) -> InstanceMapping {
         if self.cell_id.is_some() && cell.is_none() {
-            tracing::warn!(
-                id = self.id,
-                cell_id = self.cell_id,
-                "instance mapping points at a cell that does not exist; read as unscheduled"
-            );
+            Self::warn_dangling(self.id, self.cell_id);
         }
         InstanceMapping {
             id: self.id,
@@ -63,6 +78,13 @@ type Joined = (InstanceRow, Option<CellRow>);
 
 /// The objects of a listing's rows (each distinct URL template expanded once).
 pub(super) fn objects(rows: Vec<Joined>, options: &Options) -> Vec<InstanceMapping> {
+    if !CellObjects::expands(options) {
+        // Nothing to expand: each row's cell moves into its object as read.
+        return rows
+            .into_iter()
+            .map(|(im, cell)| im.into_object(cell, options))
+            .collect();
+    }
     let mut cells = CellObjects::new(options);
     rows.into_iter()
         .map(|(im, cell)| im.with_cell(cell.map(|c| cells.object(c))))
