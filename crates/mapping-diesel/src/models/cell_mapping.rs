@@ -121,6 +121,7 @@ impl<'o> CellObjects<'o> {
         }
     }
 
+    /// [`expand`], through the memo for templates.
     fn expand_memo(
         memo: &mut Vec<(String, String)>,
         raw: Option<String>,

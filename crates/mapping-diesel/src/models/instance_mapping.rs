@@ -48,6 +48,7 @@ impl InstanceRow {
         }
     }
 
+    /// Logs a row whose `cell_id` names no stored cell.
     fn warn_dangling(id: i32, cell_id: Option<i32>) {
         tracing::warn!(
             id,
