@@ -9,6 +9,10 @@
 #   scripts/bench.sh --quick --sizes 10000   # smoke test (~20 s)
 #   MAPPING_BENCH_ONLY=lookup_one scripts/bench.sh --sizes 10000
 #
+# Instruction counts (stable on a loaded machine): the bench's --profile
+# mode under callgrind, see "Instruction counts per call" in
+# docs/benchmarks.md and crates/mapping-bench/src/profile.rs.
+#
 # Take figures on a quiet machine: the load average is printed before and
 # after, and recorded in the report.
 set -euo pipefail

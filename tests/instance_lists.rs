@@ -223,6 +223,28 @@ backend_tests! {
         assert_eq!(t.instance_mappings().destroy_bulk(&asked).unwrap(), 1);
     }
 
+    fn by_uuids_of_every_list_length(t) {
+        // Lists are padded to a few fixed lengths on SQLite and MySQL (by
+        // repeating the last uuid): every length in between, repeats within
+        // one statement, and the counts see each mapping once.
+        let cell = t.cell();
+        let ims: Vec<InstanceMapping> = (0..12).map(|i| t.instance(Some(&cell), "p", &format!("u{}", i % 2))).collect();
+        for n in 1..=ims.len() {
+            let mut asked: Vec<String> = ims[..n].iter().map(|im| im.instance_uuid.to_string()).collect();
+            asked.push(uuid());
+            asked.push(ims[0].instance_uuid.to_string());
+            let got = t.instance_mappings().get_by_instance_uuids(&asked).unwrap();
+            assert_eq!(uuids_of(&got), uuids_of(&ims[..n]), "{n} uuids");
+            assert!(got.iter().all(|im| im.cell_mapping.as_ref() == Some(&cell)));
+            let of_u0 = ims[..n].iter().filter(|im| im.user_id.as_deref() == Some("u0")).count();
+            assert_eq!(
+                t.instance_mappings().get_count_by_uuids_and_user(&asked, "u0").unwrap(),
+                of_u0 as i64,
+                "{n} uuids"
+            );
+        }
+    }
+
     fn by_uuids_refuses_a_malformed_uuid(t) {
         let err = t.instance_mappings().get_by_instance_uuids(&[uuid(), "nope".to_owned()]).unwrap_err();
         assert!(matches!(err, Error::InvalidInput { field: "instance_uuid", .. }), "{err:?}");

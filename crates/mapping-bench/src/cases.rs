@@ -289,6 +289,18 @@ pub(crate) fn explain(backend: BackendKind, raw: &mut dyn Raw, data: &Data, repo
         ),
         _ => format!("IN ({})", list.join(", ")),
     };
+    // The reads' form of a list on PostgreSQL (see `UuidInArray` in
+    // mapping-diesel); `destroy_bulk` still binds `= ANY`.
+    let read_list = match backend {
+        BackendKind::Postgres => format!(
+            "IN (SELECT unnest('{{{}}}'::text[]))",
+            list.iter()
+                .map(|s| s.trim_matches('\''))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        _ => in_list.clone(),
+    };
     let f = match backend {
         BackendKind::Postgres => "false",
         _ => "0",
@@ -302,7 +314,7 @@ pub(crate) fn explain(backend: BackendKind, raw: &mut dyn Raw, data: &Data, repo
         ),
         (
             "get_by_instance_uuids (1,000)",
-            format!("SELECT {cols} FROM {from} WHERE instance_mappings.instance_uuid {in_list}"),
+            format!("SELECT {cols} FROM {from} WHERE instance_mappings.instance_uuid {read_list}"),
         ),
         (
             "save (schedule)",
@@ -332,7 +344,7 @@ pub(crate) fn explain(backend: BackendKind, raw: &mut dyn Raw, data: &Data, repo
         (
             "get_count_by_uuids_and_user",
             format!(
-                "SELECT COUNT(*) FROM instance_mappings WHERE instance_uuid {in_list} AND \
+                "SELECT COUNT(*) FROM instance_mappings WHERE instance_uuid {read_list} AND \
                  COALESCE(user_id, '') = '{user}' AND queued_for_delete = {f}"
             ),
         ),

@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! mapping-bench [--quick] [--sizes 10000,1000000] [--backends sqlite,postgres,mysql] [--out DIR]
+//! mapping-bench --profile CASE [--iters N] [--sizes 10000] [--backends sqlite]   # for callgrind
 //! ```
 //!
 //! Never part of `cargo test`: a binary, not a test or a bench target.
 
 mod cases;
 mod harness;
+mod profile;
 mod raw;
 mod report;
 mod router_bench;
@@ -40,6 +42,11 @@ struct Args {
     sizes: Vec<usize>,
     backends: Vec<BackendKind>,
     out: PathBuf,
+    /// `--profile CASE`: iterations of one case per side, untimed (see
+    /// `profile.rs`).
+    profile: Option<String>,
+    /// `--iters N`: iterations per side in profiling mode.
+    iters: usize,
 }
 
 fn parse_args() -> Args {
@@ -48,6 +55,8 @@ fn parse_args() -> Args {
         sizes: vec![10_000, 1_000_000],
         backends: mapping_diesel::compiled_backends().to_vec(),
         out: PathBuf::from("target/bench"),
+        profile: None,
+        iters: 1000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -72,6 +81,8 @@ fn parse_args() -> Args {
                     .collect();
             }
             "--out" => args.out = PathBuf::from(value("--out")),
+            "--profile" => args.profile = Some(value("--profile")),
+            "--iters" => args.iters = value("--iters").parse().expect("--iters N"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -125,6 +136,9 @@ fn main() {
     for &backend in &args.backends {
         eprintln!("== {}", name(backend));
         run_backend(backend, &args, &mut report);
+    }
+    if args.profile.is_some() {
+        return;
     }
     let md = render(&report, &args);
     let path = args.out.join("report.md");

@@ -103,7 +103,15 @@ pub(crate) fn analyze(t: &TestDb) {
 
 pub(crate) fn run_backend(backend: BackendKind, args: &Args, report: &mut Report) {
     let t = TestDb::new(backend);
-    let db = t.db.clone();
+    // `MAPPING_BENCH_TEMPLATES=1`: cells whose transport URL is a template,
+    // expanded on every read against a default (as a deployment with
+    // `[DEFAULT]/transport_url` and templated cells has it).
+    let templates = std::env::var_os("MAPPING_BENCH_TEMPLATES").is_some();
+    let db = if templates {
+        t.reopen(Options::default().default_transport_url("rabbit://nova:secret@mq.example:5672/"))
+    } else {
+        t.db.clone()
+    };
     let cached = t.reopen(Options::default().cache(Some(CacheOptions {
         capacity: 100_000,
         ttl: Duration::from_secs(3600),
@@ -132,7 +140,14 @@ pub(crate) fn run_backend(backend: BackendKind, args: &Args, report: &mut Report
     pin_server(&t, raw.as_mut());
     let mut data = Data {
         cells: (0..CELLS)
-            .map(|_| db.cells().create(new_cell()).expect("cell"))
+            .map(|i| {
+                let mut new = new_cell();
+                if templates {
+                    new.transport_url =
+                        format!("rabbit://{{username}}:{{password}}@{{hostname}}:{{port}}/cell{i}");
+                }
+                db.cells().create(new).expect("cell")
+            })
             .collect(),
         uuids: Vec::new(),
     };
@@ -144,6 +159,10 @@ pub(crate) fn run_backend(backend: BackendKind, args: &Args, report: &mut Report
             .loads
             .push((backend, size - report_loaded(report, backend), took));
         analyze(&t);
+        if let Some(case) = &args.profile {
+            crate::profile::run(case, args.iters, &db, raw.as_mut(), &data);
+            continue;
+        }
         run_cases(
             backend,
             size,

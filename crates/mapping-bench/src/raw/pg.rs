@@ -86,7 +86,7 @@ impl PgRaw {
         raw.prepare(
             "many",
             &format!(
-                "SELECT {COLUMNS} FROM {FROM} WHERE instance_mappings.instance_uuid = ANY($1)"
+                "SELECT {COLUMNS} FROM {FROM} WHERE instance_mappings.instance_uuid IN (SELECT unnest($1::text[]))"
             ),
         );
         raw.prepare(

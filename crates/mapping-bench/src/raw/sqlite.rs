@@ -16,6 +16,8 @@ pub struct SqliteRaw {
     count_user: Statement<'static>,
     list: Statement<'static>,
     bulk: Option<(usize, Statement<'static>)>,
+    /// Keep the rows of multi-row reads (`MAPPING_BENCH_RAW_KEEP`).
+    keep: bool,
 }
 
 fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<usize> {
@@ -30,6 +32,43 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<usize> {
         n += usize::from(v.is_some());
     }
     Ok(n)
+}
+
+/// Every column of a row as an owned value.
+fn read_values(row: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<Option<String>>> {
+    (0..16)
+        .map(|i| {
+            Ok(match row.get_ref(i)? {
+                rusqlite::types::ValueRef::Null => None,
+                rusqlite::types::ValueRef::Integer(x) => Some(x.to_string()),
+                rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                other => Some(format!("{other:?}")),
+            })
+        })
+        .collect()
+}
+
+/// `MAPPING_BENCH_RAW_KEEP=1`: multi-row reads keep every row until the call
+/// returns, as a caller of a listing must (the default drops each value as
+/// soon as it is read). See docs/benchmarks.md, "Instruction counts per call".
+fn keep_rows() -> bool {
+    std::env::var_os("MAPPING_BENCH_RAW_KEEP").is_some()
+}
+
+/// Reads every row of `rows`; returns how many.
+fn read_all(mut rows: rusqlite::Rows<'_>, keep: bool) -> usize {
+    let mut kept = Vec::new();
+    let mut n = 0;
+    while let Some(r) = rows.next().expect("row") {
+        if keep {
+            kept.push(read_values(r).expect("read"));
+        } else {
+            read_row(r).expect("read");
+        }
+        n += 1;
+    }
+    std::hint::black_box(kept);
+    n
 }
 
 impl SqliteRaw {
@@ -80,6 +119,7 @@ impl SqliteRaw {
                 "SELECT {COLUMNS} FROM {FROM} WHERE instance_mappings.project_id = ?"
             )),
             bulk: None,
+            keep: keep_rows(),
             conn,
         }
     }
@@ -95,16 +135,11 @@ impl super::Raw for SqliteRaw {
     }
 
     fn lookup_many(&mut self, uuids: &[String]) -> usize {
-        let mut rows = self
+        let rows = self
             .many
             .query(rusqlite::params_from_iter(uuids.iter()))
             .expect("lookup many");
-        let mut n = 0;
-        while let Some(r) = rows.next().expect("row") {
-            read_row(r).expect("read");
-            n += 1;
-        }
-        n
+        read_all(rows, self.keep)
     }
 
     fn insert_one(&mut self, uuid: &str, project: &str, user: &str, now: &str) -> i64 {
@@ -156,13 +191,8 @@ impl super::Raw for SqliteRaw {
     }
 
     fn list_project(&mut self, project: &str) -> usize {
-        let mut rows = self.list.query(params![project]).expect("list");
-        let mut n = 0;
-        while let Some(r) = rows.next().expect("row") {
-            read_row(r).expect("read");
-            n += 1;
-        }
-        n
+        let rows = self.list.query(params![project]).expect("list");
+        read_all(rows, self.keep)
     }
 
     fn text_query(&mut self, sql: &str) -> Vec<Vec<String>> {

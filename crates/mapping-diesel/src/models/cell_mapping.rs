@@ -33,11 +33,7 @@ impl CellRow {
     /// A row whose uuid is not a UUID (never written by Nova or this API) is
     /// [`Error::BadRow`].
     pub(crate) fn into_object(self, options: &Options) -> Result<CellMapping> {
-        let uuid = mapping_model::Uuid::parse_str(&self.uuid).map_err(|e| Error::BadRow {
-            table: "cell_mappings",
-            id: self.id,
-            reason: format!("its uuid {} is not a UUID: {e}", validate::echo(&self.uuid)),
-        })?;
+        let uuid = self.parsed_uuid()?;
         Ok(CellMapping {
             id: self.id,
             uuid,
@@ -54,6 +50,17 @@ impl CellRow {
     }
 }
 
+impl CellRow {
+    /// The stored uuid, typed; a row whose uuid is not a UUID is a bad row.
+    fn parsed_uuid(&self) -> Result<mapping_model::Uuid> {
+        mapping_model::Uuid::parse_str(&self.uuid).map_err(|e| Error::BadRow {
+            table: "cell_mappings",
+            id: self.id,
+            reason: format!("its uuid {} is not a UUID: {e}", validate::echo(&self.uuid)),
+        })
+    }
+}
+
 /// The objects of cell rows.
 fn cell_objects(rows: Vec<CellRow>, options: &Options) -> Result<Vec<CellMapping>> {
     rows.into_iter().map(|r| r.into_object(options)).collect()
@@ -61,12 +68,98 @@ fn cell_objects(rows: Vec<CellRow>, options: &Options) -> Result<Vec<CellMapping
 
 /// A stored URL as the object shows it: NULL reads as `""`; with a default,
 /// every value goes through the template formatter, as in Nova (so `}}`
-/// reads as `}` even in a value with no `{`).
+/// reads as `}` even in a value with no `{`). A value with no brace at all
+/// formats to itself, so it is kept as read, without a copy.
 fn expand(raw: Option<String>, default: Option<&str>) -> String {
     match raw {
         None => String::new(),
-        Some(raw) if default.is_some() => expand_url_template(&raw, default),
+        Some(raw) if default.is_some() && is_template(&raw) => expand_url_template(&raw, default),
         Some(raw) => raw,
+    }
+}
+
+/// Whether the template formatter could change `raw` (it has a brace).
+fn is_template(raw: &str) -> bool {
+    raw.contains(['{', '}'])
+}
+
+/// Turns the cell rows of one listing into objects, expanding each distinct
+/// URL template once per call rather than once per row: with a default URL
+/// set, every row of a cell would otherwise parse the default again and
+/// format the same template (a listing of 1,000 mappings holds a handful of
+/// cells). The memo is keyed by the stored text itself, so two cells with
+/// the same template share one expansion and nothing depends on ids.
+pub(crate) struct CellObjects<'o> {
+    options: &'o Options,
+    /// (stored, expanded) per distinct template, transport URLs.
+    transport: Vec<(String, String)>,
+    /// (stored, expanded) per distinct template, database URLs.
+    database: Vec<(String, String)>,
+}
+
+impl<'o> CellObjects<'o> {
+    /// Distinct templates remembered per kind; more are expanded each time
+    /// (the linear search stays short).
+    const MEMO: usize = 64;
+
+    /// Whether these options expand anything (a default URL is set); if
+    /// not, [`CellRow::into_object`] is all there is to do.
+    pub(crate) fn expands(options: &Options) -> bool {
+        options.default_transport_url.is_some() || options.default_database_connection.is_some()
+    }
+
+    /// An empty memo for one call.
+    pub(crate) fn new(options: &'o Options) -> Self {
+        Self {
+            options,
+            transport: Vec::new(),
+            database: Vec::new(),
+        }
+    }
+
+    /// The object of `row`, as [`CellRow::into_object`] makes it.
+    pub(crate) fn object(&mut self, row: CellRow) -> Result<CellMapping> {
+        let options = self.options;
+        let uuid = row.parsed_uuid()?;
+        Ok(CellMapping {
+            id: row.id,
+            uuid,
+            name: row.name,
+            transport_url: Self::expand_memo(
+                &mut self.transport,
+                row.transport_url,
+                options.default_transport_url.as_deref(),
+            ),
+            database_connection: Self::expand_memo(
+                &mut self.database,
+                row.database_connection,
+                options.default_database_connection.as_deref(),
+            ),
+            disabled: row.disabled.unwrap_or(false),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    /// [`expand`], through the memo for templates.
+    fn expand_memo(
+        memo: &mut Vec<(String, String)>,
+        raw: Option<String>,
+        default: Option<&str>,
+    ) -> String {
+        match raw {
+            Some(raw) if default.is_some() && is_template(&raw) => {
+                if let Some((_, expanded)) = memo.iter().find(|(stored, _)| *stored == raw) {
+                    return expanded.clone();
+                }
+                let expanded = expand_url_template(&raw, default);
+                if memo.len() < Self::MEMO {
+                    memo.push((raw, expanded.clone()));
+                }
+                expanded
+            }
+            other => expand(other, default),
+        }
     }
 }
 

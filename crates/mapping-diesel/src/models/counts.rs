@@ -6,7 +6,8 @@ use mapping_model::schema::instance_mappings;
 use mapping_model::{validate, InstanceCounts, Result, ToUuid};
 
 use super::instance_mapping::{canonical_uuids, InstanceMappings};
-use super::{on_inner, UUID_CHUNK};
+use super::{on_inner, UuidIn, UUID_CHUNK};
+use crate::connection::DbConnection;
 use crate::db::{Executor, Op, Tx};
 use crate::errors::db_err;
 
@@ -39,20 +40,34 @@ fn get_count_by_uuids_and_user(tx: &mut Tx<'_>, uuids: &[String], user_id: &str)
     validate::required_varchar("user_id", user_id)?;
     let mut total = 0;
     for chunk in uuids.chunks(UUID_CHUNK) {
-        total += instance_mappings::table
-            .filter(instance_mappings::instance_uuid.eq_any(chunk))
-            // `COALESCE(user_id, '') = ?`, not `user_id = ?`: the same rows
-            // (user_id given is never empty) in the column's collation, but
-            // no index on user_id applies, so the planner takes the uuid
-            // index. Without it SQLite (no statistics) read every mapping of
-            // the user through `instance_mappings_user_id_project_id_idx`
-            // (100,000 rows for 1,000 uuids in the 1M-row benchmark table),
-            // and PostgreSQL AND-ed a bitmap of all the user's rows.
-            .filter(coalesce(instance_mappings::user_id, "").eq(user_id))
-            .filter(instance_mappings::queued_for_delete.eq(false))
-            .count()
-            .get_result::<i64>(tx.conn)
-            .map_err(db_err("instance_mapping_list.get_count_by_uuids_and_user"))?;
+        macro_rules! count_of {
+            ($uuids:expr, $c:expr) => {
+                instance_mappings::table
+                    .filter($uuids)
+                    // `COALESCE(user_id, '') = ?`, not `user_id = ?`: the
+                    // same rows (user_id given is never empty) in the
+                    // column's collation, but no index on user_id applies,
+                    // so the planner takes the uuid index. Without it SQLite
+                    // (no statistics) read every mapping of the user through
+                    // `instance_mappings_user_id_project_id_idx` (100,000
+                    // rows for 1,000 uuids in the 1M-row benchmark table),
+                    // and PostgreSQL AND-ed a bitmap of all the user's rows.
+                    .filter(coalesce(instance_mappings::user_id, "").eq(user_id))
+                    .filter(instance_mappings::queued_for_delete.eq(false))
+                    .count()
+                    .get_result::<i64>($c)
+            };
+        }
+        // The uuid list in its cached form per backend (see `UuidIn`,
+        // `UuidInArray`).
+        total += match tx.conn {
+            DbConnection::Sqlite(c) => count_of!(UuidIn::new(chunk), c),
+            #[cfg(feature = "postgres")]
+            DbConnection::Postgres(c) => count_of!(super::UuidInArray::new(chunk), c),
+            #[cfg(feature = "mysql")]
+            DbConnection::Mysql(c) => count_of!(UuidIn::new(chunk), c),
+        }
+        .map_err(db_err("instance_mapping_list.get_count_by_uuids_and_user"))?;
     }
     Ok(total)
 }

@@ -3,9 +3,11 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use mapping_model::schema::{cell_mappings, host_mappings};
-use mapping_model::{validate, Error, HostMapping, HostMappingUpdate, NewHostMapping, Result};
+use mapping_model::{
+    validate, CellMapping, Error, HostMapping, HostMappingUpdate, NewHostMapping, Result,
+};
 
-use super::cell_mapping::{verified, CellRow};
+use super::cell_mapping::{verified, CellObjects, CellRow};
 use crate::db::{Executor, Op, Options, Tx};
 use crate::errors::{db_err, is_fk_violation, is_unique_violation};
 use crate::timestamp::NovaTimestamp;
@@ -22,13 +24,18 @@ pub(crate) struct HostRow {
 
 impl HostRow {
     fn into_object(self, cell: CellRow, options: &Options) -> Result<HostMapping> {
-        Ok(HostMapping {
+        Ok(self.with_cell(cell.into_object(options)?))
+    }
+
+    /// The object, with its cell already made.
+    fn with_cell(self, cell: CellMapping) -> HostMapping {
+        HostMapping {
             id: self.id,
             host: self.host,
-            cell_mapping: cell.into_object(options)?,
+            cell_mapping: cell,
             created_at: self.created_at,
             updated_at: self.updated_at,
-        })
+        }
     }
 }
 
@@ -48,9 +55,11 @@ struct HostChanges<'a> {
     host: Option<&'a str>,
 }
 
+/// The objects of a listing's rows (each distinct URL template expanded once).
 fn objects(rows: Vec<(HostRow, CellRow)>, options: &Options) -> Result<Vec<HostMapping>> {
+    let mut cells = CellObjects::new(options);
     rows.into_iter()
-        .map(|(h, c)| h.into_object(c, options))
+        .map(|(h, c)| Ok(h.with_cell(cells.object(c)?)))
         .collect()
 }
 

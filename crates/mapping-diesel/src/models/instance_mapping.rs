@@ -8,8 +8,9 @@ use mapping_model::{
     NewInstanceMapping, Result, ToUuid,
 };
 
-use super::cell_mapping::{verified, CellRow};
-use super::{on_inner, InstanceInsert, UUID_CHUNK};
+use super::cell_mapping::{verified, CellObjects, CellRow};
+use super::{on_inner, InstanceInsert, UuidIn, UUID_CHUNK};
+use crate::connection::DbConnection;
 use crate::db::{Executor, Op, Options, Tx};
 use crate::errors::{db_err, is_fk_violation, is_unique_violation};
 use crate::timestamp::NovaTimestamp;
@@ -33,11 +34,7 @@ pub(crate) struct InstanceRow {
 impl InstanceRow {
     fn into_object(self, cell: Option<CellRow>, options: &Options) -> Result<InstanceMapping> {
         if self.cell_id.is_some() && cell.is_none() {
-            tracing::warn!(
-                id = self.id,
-                cell_id = self.cell_id,
-                "instance mapping points at a cell that does not exist; read as unscheduled"
-            );
+            Self::warn_dangling(self.id, self.cell_id);
         }
         Ok(InstanceMapping {
             id: self.id,
@@ -50,13 +47,48 @@ impl InstanceRow {
             updated_at: self.updated_at,
         })
     }
+
+    /// Logs a row whose `cell_id` names no stored cell.
+    fn warn_dangling(id: i32, cell_id: Option<i32>) {
+        tracing::warn!(
+            id,
+            cell_id,
+            "instance mapping points at a cell that does not exist; read as unscheduled"
+        );
+    }
+
+    /// The object, with its cell already made.
+    fn with_cell(self, cell: Option<CellMapping>) -> InstanceMapping {
+        if self.cell_id.is_some() && cell.is_none() {
+            Self::warn_dangling(self.id, self.cell_id);
+        }
+        InstanceMapping {
+            id: self.id,
+            instance_uuid: InstanceUuid::from_stored(self.instance_uuid),
+            cell_mapping: cell,
+            project_id: self.project_id,
+            user_id: self.user_id,
+            queued_for_delete: self.queued_for_delete.unwrap_or(false),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 type Joined = (InstanceRow, Option<CellRow>);
 
+/// The objects of a listing's rows (each distinct URL template expanded once).
 pub(super) fn objects(rows: Vec<Joined>, options: &Options) -> Result<Vec<InstanceMapping>> {
+    if !CellObjects::expands(options) {
+        // Nothing to expand: each row's cell moves into its object as read.
+        return rows
+            .into_iter()
+            .map(|(im, cell)| im.into_object(cell, options))
+            .collect();
+    }
+    let mut cells = CellObjects::new(options);
     rows.into_iter()
-        .map(|(im, cell)| im.into_object(cell, options))
+        .map(|(im, cell)| Ok(im.with_cell(cell.map(|c| cells.object(c)).transpose()?)))
         .collect()
 }
 
@@ -70,19 +102,22 @@ struct InstanceChanges<'a> {
     queued_for_delete: Option<bool>,
 }
 
-/// Checks and canonicalises the uuids and drops repeats (in any spelling), so
-/// that a uuid given twice is never matched twice across chunks: no duplicate
-/// objects, no double counts, as a single SQL `IN` would behave.
+/// Checks and canonicalises the uuids and, when they take more than one
+/// statement ([`UUID_CHUNK`]), drops repeats (in any spelling), so that a
+/// uuid given twice is never matched twice across chunks: no duplicate
+/// objects, no double counts, as a single SQL `IN` would behave. Within one
+/// statement the `IN` list itself ignores repeats, so a list that fits one
+/// is left as given (hashing 1,000 uuids was 6% of a 1,000-uuid lookup).
 pub(super) fn canonical_uuids(uuids: &[impl ToUuid]) -> Result<Vec<String>> {
-    let mut seen = std::collections::HashSet::with_capacity(uuids.len());
-    let mut out = Vec::with_capacity(uuids.len());
-    for u in uuids {
-        let u = u.to_canonical("instance_uuid")?;
-        if seen.insert(u.clone()) {
-            out.push(u);
-        }
+    let out = uuids
+        .iter()
+        .map(|u| u.to_canonical("instance_uuid"))
+        .collect::<Result<Vec<String>>>()?;
+    if out.len() <= UUID_CHUNK {
+        return Ok(out);
     }
-    Ok(out)
+    let mut seen = std::collections::HashSet::with_capacity(out.len());
+    Ok(out.into_iter().filter(|u| seen.insert(u.clone())).collect())
 }
 
 pub(crate) fn get_by_instance_uuid(
@@ -471,13 +506,25 @@ pub(crate) fn get_by_instance_uuids(
 ) -> Result<Vec<InstanceMapping>> {
     let mut out = Vec::with_capacity(uuids.len());
     for chunk in uuids.chunks(UUID_CHUNK) {
-        let rows = on_inner!(tx.conn, |c| {
-            instance_mappings::table
-                .left_join(cell_mappings::table)
-                .filter(instance_mappings::instance_uuid.eq_any(chunk))
-                .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
-                .load::<Joined>(c)
-        })
+        macro_rules! joined {
+            () => {
+                instance_mappings::table
+                    .left_join(cell_mappings::table)
+                    .select((InstanceRow::as_select(), Option::<CellRow>::as_select()))
+            };
+        }
+        // A padded `IN` list on SQLite and MySQL (a cached statement, see
+        // `UuidIn`), one array bound to a semi-join on PostgreSQL (see
+        // `UuidInArray`).
+        let rows = match tx.conn {
+            DbConnection::Sqlite(c) => joined!().filter(UuidIn::new(chunk)).load::<Joined>(c),
+            #[cfg(feature = "postgres")]
+            DbConnection::Postgres(c) => joined!()
+                .filter(super::UuidInArray::new(chunk))
+                .load::<Joined>(c),
+            #[cfg(feature = "mysql")]
+            DbConnection::Mysql(c) => joined!().filter(UuidIn::new(chunk)).load::<Joined>(c),
+        }
         .map_err(db_err("instance_mapping_list.get_by_instance_uuids"))?;
         out.extend(objects(rows, &tx.shared.options)?);
     }
@@ -535,9 +582,9 @@ pub(crate) fn get_not_deleted_by_cell_and_project(
     let rows = q.load::<(InstanceRow, CellRow)>(tx.conn).map_err(db_err(
         "instance_mapping_list.get_not_deleted_by_cell_and_project",
     ))?;
-    let options = &tx.shared.options;
+    let mut cells = CellObjects::new(&tx.shared.options);
     rows.into_iter()
-        .map(|(im, cell)| im.into_object(Some(cell), options))
+        .map(|(im, cell)| Ok(im.with_cell(Some(cells.object(cell)?))))
         .collect()
 }
 
