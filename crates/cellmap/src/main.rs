@@ -23,7 +23,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use mapping_cellv2::{
     chain, MapInstancesOptions, MapProgress, Router, RouterOptions, VerifyOutcome,
-    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_SIZE, MAP_INSTANCES_BATCH_SIZE,
 };
 use mapping_diesel::{Database, Options};
 use mapping_model::{CellMappingUpdate, NewCellMapping, CELL0_UUID};
@@ -173,7 +173,7 @@ enum Command {
         #[arg(long)]
         reset: bool,
         /// Instances per batch.
-        #[arg(long = "batch-size", default_value_t = DEFAULT_BATCH_SIZE)]
+        #[arg(long = "batch-size", default_value_t = MAP_INSTANCES_BATCH_SIZE)]
         batch_size: usize,
     },
     /// Map the compute hosts of the cells. Exit 0; 1 with --strict and no

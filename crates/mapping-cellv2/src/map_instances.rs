@@ -10,7 +10,7 @@ use mapping_model::cell_schema::instances;
 use mapping_model::{validate, CellMapping, InstanceUuid, NewInstanceMapping, ToUuid, Uuid};
 
 use crate::cells::CellConnections;
-use crate::{Error, Result, DEFAULT_BATCH_SIZE};
+use crate::{Error, Result, MAP_INSTANCES_BATCH_SIZE};
 
 /// How [`map_instances`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ impl Default for MapInstancesOptions {
         Self {
             max_count: None,
             reset: false,
-            batch_size: DEFAULT_BATCH_SIZE,
+            batch_size: MAP_INSTANCES_BATCH_SIZE,
         }
     }
 }

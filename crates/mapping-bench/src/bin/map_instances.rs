@@ -26,7 +26,7 @@ fn args() -> Args {
     let mut a = Args {
         size: 1_000_000,
         baseline: 5_000,
-        batch_size: mapping_cellv2::DEFAULT_BATCH_SIZE,
+        batch_size: mapping_cellv2::MAP_INSTANCES_BATCH_SIZE,
         backends: mapping_diesel::compiled_backends().to_vec(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
