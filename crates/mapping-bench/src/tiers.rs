@@ -145,6 +145,7 @@ fn run_backend(b: BackendKind, quick: bool, processes: usize, md: &mut String, m
         uuids[k].as_str()
     };
 
+    pin_servers(&[&t.db]);
     let uncached = single(plan, || {
         t.instance_mappings()
             .get_by_instance_uuid(next())
@@ -164,6 +165,11 @@ fn run_backend(b: BackendKind, quick: bool, processes: usize, md: &mut String, m
             .get_by_instance_uuid(u)
             .expect("warm");
     }
+    // Every server this comparison talks to on the bench's CPU, as the main
+    // bench does (see `setup::pin_server`): on this 2-vCPU machine an idle
+    // vCPU woken for each round trip costs up to ~100 µs, whichever server
+    // it hosts.
+    pin_servers(&[&t.db, &first, &mc]);
     let first_hit = single(plan, || {
         first
             .instance_mappings()
@@ -331,4 +337,58 @@ fn worker(args: &[String]) {
         reads(&db) - before
     };
     println!("{MEASURED} {db_reads} {ns}");
+}
+
+/// Pins the server side of these handles' connections (PostgreSQL backends,
+/// MariaDB connection threads) and every memcached process to the bench's
+/// CPU (`MAPPING_BENCH_CPU`, set by scripts/bench.sh); nothing without it.
+fn pin_servers(dbs: &[&Database]) {
+    use diesel::RunQueryDsl;
+    let Some(cpu) = crate::setup::bench_cpu() else {
+        return;
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pid: String,
+    }
+    let mut pids: Vec<String> = Vec::new();
+    for db in dbs {
+        let sql = match db.backend() {
+            BackendKind::Sqlite => continue,
+            BackendKind::Postgres => {
+                "SELECT CAST(pid AS TEXT) AS pid FROM pg_stat_activity WHERE datname = current_database()"
+            }
+            BackendKind::Mysql => {
+                "SELECT CAST(TID AS CHAR) AS pid FROM information_schema.PROCESSLIST WHERE DB = DATABASE()"
+            }
+        };
+        if let Ok(rows) = db.with_connection(|c| {
+            diesel::sql_query(sql)
+                .load::<Pid>(c)
+                .map_err(mapping_model::Error::from)
+        }) {
+            pids.extend(rows.into_iter().map(|r| r.pid));
+        }
+    }
+    // A server's own task only (a MariaDB tid is one connection's thread);
+    // memcached with all its threads.
+    let mut tasks: Vec<(&str, String)> = pids.into_iter().map(|p| ("-p", p)).collect();
+    if let Ok(out) = Command::new("pgrep").args(["-x", "memcached"]).output() {
+        tasks.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(|p| ("-ap", p.to_owned())),
+        );
+    }
+    for (flag, pid) in tasks {
+        let ok = Command::new("taskset")
+            .args([flag, "-c", &cpu, &pid])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            eprintln!("   could not pin pid/tid {pid} to CPU {cpu}");
+        }
+    }
 }
