@@ -285,8 +285,27 @@ where
 }
 
 /// `LAST_INSERT_ID()` of this MySQL session.
+///
+/// Through diesel's query builder on the MySQL connection itself, so that
+/// the statement is prepared once per connection and cached (an
+/// `sql_query` is prepared, run and closed on every call: one more round
+/// trip per create).
 fn last_insert_id(conn: &mut DbConnection) -> QueryResult<i32> {
-    diesel::sql_query("SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS id")
-        .get_result::<LastId>(conn)
-        .map(|r| r.id)
+    match conn {
+        #[cfg(feature = "mysql")]
+        DbConnection::Mysql(c) => {
+            let id: u64 = diesel::select(mysql_last_insert_id()).get_result(c)?;
+            i32::try_from(id).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
+        }
+        _ => diesel::sql_query("SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS id")
+            .get_result::<LastId>(conn)
+            .map(|r| r.id),
+    }
+}
+
+#[cfg(feature = "mysql")]
+diesel::define_sql_function! {
+    /// MySQL's `LAST_INSERT_ID()` of this session.
+    #[sql_name = "LAST_INSERT_ID"]
+    fn mysql_last_insert_id() -> diesel::sql_types::Unsigned<diesel::sql_types::BigInt>;
 }
