@@ -191,27 +191,43 @@ pub(crate) fn bench_cpu() -> Option<String> {
 /// 40 or 120 µs depending on where the scheduler put the backend), so both
 /// sides of a comparison could differ by 3× for no reason of their own.
 pub(crate) fn pin_server(t: &TestDb, raw: &mut dyn Raw) {
-    let Some(cpu) = bench_cpu() else { return };
-    let sql = match t.backend() {
-        BackendKind::Sqlite => return,
-        BackendKind::Postgres => {
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        }
-        BackendKind::Mysql => {
-            "SELECT TID FROM information_schema.PROCESSLIST WHERE DB = DATABASE()"
-        }
+    let Some(sql) = server_tasks_sql(t.backend()) else {
+        return;
     };
     for row in raw.text_query(sql) {
         if let Some(pid) = row.first() {
-            let ok = std::process::Command::new("taskset")
-                .args(["-p", "-c", &cpu, pid])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if !ok {
-                eprintln!("   could not pin server pid/tid {pid} to CPU {cpu}");
-            }
+            pin_task(false, pid);
         }
+    }
+}
+
+/// The query listing the server tasks of the current database's
+/// connections (PostgreSQL backend pids, MariaDB connection thread ids), as
+/// one text column `pid`; `None` on SQLite (no server).
+pub(crate) fn server_tasks_sql(backend: BackendKind) -> Option<&'static str> {
+    match backend {
+        BackendKind::Sqlite => None,
+        BackendKind::Postgres => Some(
+            "SELECT CAST(pid AS TEXT) AS pid FROM pg_stat_activity WHERE datname = current_database()",
+        ),
+        BackendKind::Mysql => Some(
+            "SELECT CAST(TID AS CHAR) AS pid FROM information_schema.PROCESSLIST WHERE DB = DATABASE()",
+        ),
+    }
+}
+
+/// Pins one task (`all_threads`: every thread of the process) to the
+/// bench's CPU, if one is set; says so when it cannot.
+pub(crate) fn pin_task(all_threads: bool, pid: &str) {
+    let Some(cpu) = bench_cpu() else { return };
+    let flag = if all_threads { "-ap" } else { "-p" };
+    let ok = std::process::Command::new("taskset")
+        .args([flag, "-c", &cpu, pid])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("   could not pin pid/tid {pid} to CPU {cpu}");
     }
 }
 

@@ -339,56 +339,36 @@ fn worker(args: &[String]) {
     println!("{MEASURED} {db_reads} {ns}");
 }
 
-/// Pins the server side of these handles' connections (PostgreSQL backends,
-/// MariaDB connection threads) and every memcached process to the bench's
-/// CPU (`MAPPING_BENCH_CPU`, set by scripts/bench.sh); nothing without it.
+/// Pins the server side of these handles' connections (see
+/// `setup::pin_server`) and every memcached process to the bench's CPU
+/// (`MAPPING_BENCH_CPU`, set by scripts/bench.sh); nothing without it.
 fn pin_servers(dbs: &[&Database]) {
     use diesel::RunQueryDsl;
-    let Some(cpu) = crate::setup::bench_cpu() else {
+    if crate::setup::bench_cpu().is_none() {
         return;
-    };
+    }
     #[derive(diesel::QueryableByName)]
     struct Pid {
         #[diesel(sql_type = diesel::sql_types::Text)]
         pid: String,
     }
-    let mut pids: Vec<String> = Vec::new();
     for db in dbs {
-        let sql = match db.backend() {
-            BackendKind::Sqlite => continue,
-            BackendKind::Postgres => {
-                "SELECT CAST(pid AS TEXT) AS pid FROM pg_stat_activity WHERE datname = current_database()"
-            }
-            BackendKind::Mysql => {
-                "SELECT CAST(TID AS CHAR) AS pid FROM information_schema.PROCESSLIST WHERE DB = DATABASE()"
-            }
+        let Some(sql) = crate::setup::server_tasks_sql(db.backend()) else {
+            continue;
         };
         if let Ok(rows) = db.with_connection(|c| {
             diesel::sql_query(sql)
                 .load::<Pid>(c)
                 .map_err(mapping_model::Error::from)
         }) {
-            pids.extend(rows.into_iter().map(|r| r.pid));
+            for r in rows {
+                crate::setup::pin_task(false, &r.pid);
+            }
         }
     }
-    // A server's own task only (a MariaDB tid is one connection's thread);
-    // memcached with all its threads.
-    let mut tasks: Vec<(&str, String)> = pids.into_iter().map(|p| ("-p", p)).collect();
     if let Ok(out) = Command::new("pgrep").args(["-x", "memcached"]).output() {
-        tasks.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(|p| ("-ap", p.to_owned())),
-        );
-    }
-    for (flag, pid) in tasks {
-        let ok = Command::new("taskset")
-            .args([flag, "-c", &cpu, &pid])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !ok {
-            eprintln!("   could not pin pid/tid {pid} to CPU {cpu}");
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            crate::setup::pin_task(true, pid);
         }
     }
 }

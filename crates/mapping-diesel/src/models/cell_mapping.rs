@@ -33,24 +33,9 @@ impl CellRow {
     /// A row whose uuid is not a UUID (never written by Nova or this API) is
     /// [`Error::BadRow`].
     pub(crate) fn into_object(self, options: &Options) -> Result<CellMapping> {
-        let uuid = self.parsed_uuid()?;
-        Ok(CellMapping {
-            id: self.id,
-            uuid,
-            name: self.name,
-            transport_url: expand(self.transport_url, options.default_transport_url.as_deref()),
-            database_connection: expand(
-                self.database_connection,
-                options.default_database_connection.as_deref(),
-            ),
-            disabled: self.disabled.unwrap_or(false),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
+        CellObjects::new(options).object(self)
     }
-}
 
-impl CellRow {
     /// The stored uuid, typed; a row whose uuid is not a UUID is a bad row.
     fn parsed_uuid(&self) -> Result<mapping_model::Uuid> {
         mapping_model::Uuid::parse_str(&self.uuid).map_err(|e| Error::BadRow {
@@ -103,7 +88,7 @@ impl<'o> CellObjects<'o> {
     const MEMO: usize = 64;
 
     /// Whether these options expand anything (a default URL is set); if
-    /// not, [`CellRow::into_object`] is all there is to do.
+    /// not, a memo saves nothing and [`CellRow::into_object`] per row will do.
     pub(crate) fn expands(options: &Options) -> bool {
         options.default_transport_url.is_some() || options.default_database_connection.is_some()
     }
@@ -117,7 +102,7 @@ impl<'o> CellObjects<'o> {
         }
     }
 
-    /// The object of `row`, as [`CellRow::into_object`] makes it.
+    /// The object of `row`, with URL templates expanded against the options' defaults.
     pub(crate) fn object(&mut self, row: CellRow) -> Result<CellMapping> {
         let options = self.options;
         let uuid = row.parsed_uuid()?;

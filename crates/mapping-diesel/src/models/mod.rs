@@ -232,12 +232,6 @@ impl<Q> Query for ReturningId<Q> {
 
 impl<Q> RunQueryDsl<DbConnection> for ReturningId<Q> {}
 
-#[derive(QueryableByName)]
-struct LastId {
-    #[diesel(sql_type = Integer)]
-    id: i32,
-}
-
 /// Runs an insert of one row and returns the new row's id: `RETURNING id` on
 /// PostgreSQL and SQLite (one round trip). MySQL has no `RETURNING`, and
 /// MariaDB's cannot be used through diesel (which reads a prepared
@@ -253,11 +247,8 @@ where
     Q: diesel::query_dsl::methods::ExecuteDsl<DbConnection>,
 {
     match conn.backend() {
-        BackendKind::Mysql => conn.transaction(|conn| {
-            insert.execute(conn)?;
-            last_insert_id(conn)
-        }),
-        BackendKind::Sqlite | BackendKind::Postgres => ReturningId(insert).get_result(conn),
+        BackendKind::Mysql => conn.transaction(|conn| insert_returning_id_findable(conn, insert)),
+        BackendKind::Sqlite | BackendKind::Postgres => insert_returning_id_findable(conn, insert),
     }
 }
 
@@ -275,32 +266,29 @@ where
     Q: QueryFragment<MultiBackend> + QueryId + RunQueryDsl<DbConnection>,
     Q: diesel::query_dsl::methods::ExecuteDsl<DbConnection>,
 {
-    match conn.backend() {
-        BackendKind::Mysql => {
+    match conn {
+        #[cfg(feature = "mysql")]
+        DbConnection::Mysql(_) => {
             insert.execute(conn)?;
             last_insert_id(conn)
         }
-        BackendKind::Sqlite | BackendKind::Postgres => ReturningId(insert).get_result(conn),
+        _ => ReturningId(insert).get_result(conn),
     }
 }
 
-/// `LAST_INSERT_ID()` of this MySQL session.
-///
-/// Through diesel's query builder on the MySQL connection itself, so that
-/// the statement is prepared once per connection and cached (an
-/// `sql_query` is prepared, run and closed on every call: one more round
-/// trip per create).
+/// `LAST_INSERT_ID()` of this MySQL session, through diesel's query builder
+/// on the MySQL connection itself, so that the statement is prepared once
+/// per connection and cached (an `sql_query` is prepared, run and closed on
+/// every call: one more round trip per create).
+#[cfg(feature = "mysql")]
 fn last_insert_id(conn: &mut DbConnection) -> QueryResult<i32> {
-    match conn {
-        #[cfg(feature = "mysql")]
-        DbConnection::Mysql(c) => {
-            let id: u64 = diesel::select(mysql_last_insert_id()).get_result(c)?;
-            i32::try_from(id).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
-        }
-        _ => diesel::sql_query("SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS id")
-            .get_result::<LastId>(conn)
-            .map(|r| r.id),
-    }
+    let DbConnection::Mysql(c) = conn else {
+        return Err(diesel::result::Error::QueryBuilderError(
+            "LAST_INSERT_ID() outside MySQL".into(),
+        ));
+    };
+    let id: u64 = diesel::select(mysql_last_insert_id()).get_result(c)?;
+    i32::try_from(id).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
 }
 
 #[cfg(feature = "mysql")]

@@ -92,7 +92,9 @@ fn redact_unparsed(url: &str) -> String {
 }
 
 /// The values of the sensitive keys of a raw query string (those
-/// [`mask_query`] hides), non-empty ones only.
+/// [`mask_query`] hides), non-empty ones only. (For the fuzz oracle and
+/// the tests.)
+#[cfg(any(test, feature = "fuzzing"))]
 fn sensitive_values(query: &str) -> impl Iterator<Item = &str> {
     query
         .split('&')
@@ -102,6 +104,8 @@ fn sensitive_values(query: &str) -> impl Iterator<Item = &str> {
         })
 }
 
+/// The fuzz oracle's and the tests' view of a URL's secrets.
+#[cfg(any(test, feature = "fuzzing"))]
 impl super::ConnectionUrl {
     /// The normalised URL as [`redacted`](Self::redacted) writes it, but with
     /// the secrets in place: the form that parses back to this same value.
