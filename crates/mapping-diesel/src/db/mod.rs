@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     backend: BackendKind,
     pub(crate) options: Options,
     retries: AtomicU64,
+    /// Saves whose object was not the stored row (see [`Stats::save_rechecks`]).
+    pub(crate) save_rechecks: AtomicU64,
     pub(crate) cache: Option<MappingCache>,
 }
 
@@ -39,6 +41,11 @@ pub struct Stats {
     /// Transient failures (deadlock, serialization failure, lock-wait
     /// timeout, SQLite busy, lost connection on a read) retried so far.
     pub retries: u64,
+    /// Instance-mapping saves that took the general path: the object
+    /// passed in was not (or could not be proven to be) the stored row, so
+    /// the save wrote by key and read the row back, one round trip more.
+    /// Steadily rising, it means callers save stale objects.
+    pub save_rechecks: u64,
 }
 
 /// A handle on a `nova_api` database: a pool of connections plus options.
@@ -152,6 +159,7 @@ impl Database {
                 cache,
                 options,
                 retries: AtomicU64::new(0),
+                save_rechecks: AtomicU64::new(0),
             }),
         })
     }
@@ -175,6 +183,7 @@ impl Database {
     pub fn stats(&self) -> Stats {
         Stats {
             retries: self.shared.retries.load(Ordering::Relaxed),
+            save_rechecks: self.shared.save_rechecks.load(Ordering::Relaxed),
         }
     }
 

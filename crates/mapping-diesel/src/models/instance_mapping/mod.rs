@@ -16,8 +16,10 @@ use crate::errors::{db_err, is_fk_violation, is_unique_violation};
 use crate::timestamp::NovaTimestamp;
 
 mod repo;
+mod save;
 mod uncertain;
 pub use repo::InstanceMappings;
+pub(crate) use save::save;
 use uncertain::settle;
 pub(crate) use uncertain::{PendingCreate, UncertainCreates};
 
@@ -96,16 +98,6 @@ pub(super) fn objects(rows: Vec<Joined>, options: &Options) -> Result<Vec<Instan
     rows.into_iter()
         .map(|(im, cell)| Ok(im.with_cell(cell.map(|c| cells.object(c)).transpose()?)))
         .collect()
-}
-
-#[derive(AsChangeset, Clone, Copy)]
-#[diesel(table_name = instance_mappings)]
-struct InstanceChanges<'a> {
-    updated_at: NovaTimestamp,
-    cell_id: Option<Option<i32>>,
-    project_id: Option<&'a str>,
-    user_id: Option<&'a str>,
-    queued_for_delete: Option<bool>,
 }
 
 /// Checks and canonicalises the uuids and, when they take more than one
@@ -253,84 +245,6 @@ fn constraint_error(
     } else {
         db_err(operation)(e)
     }
-}
-
-pub(crate) fn save(
-    tx: &mut Tx<'_>,
-    mapping: &InstanceMapping,
-    update: &InstanceMappingUpdate,
-) -> Result<InstanceMapping> {
-    update.validate()?;
-    let instance_uuid = mapping.instance_uuid.to_canonical("instance_uuid")?;
-    if update.is_empty() {
-        // Nothing to write (not even updated_at, as in Nova).
-        return get_by_instance_uuid(tx, &instance_uuid);
-    }
-    let now = tx.now();
-    let new_cell = update.cell_mapping.as_ref().and_then(Option::as_ref);
-    let changes = InstanceChanges {
-        updated_at: NovaTimestamp(now),
-        cell_id: update
-            .cell_mapping
-            .as_ref()
-            .map(|c| c.as_ref().map(|c| c.id)),
-        project_id: update.project_id.as_deref(),
-        user_id: update.user_id.as_deref(),
-        queued_for_delete: update.queued_for_delete,
-    };
-    // One statement writes the row and, when it names a cell, checks that
-    // cell by id and uuid together (a stale or forged reference changes
-    // nothing); the row as stored is then read back. No transaction around
-    // the two: the update is keyed and to given values, so a re-run after a
-    // lost connection writes the same (two round trips instead of five).
-    let cell_key = new_cell.map(|c| (c.id, c.uuid.hyphenated().to_string()));
-    let target =
-        instance_mappings::table.filter(instance_mappings::instance_uuid.eq(&instance_uuid));
-    let n = tx.guarded(|tx| {
-        match &cell_key {
-            Some((id, uuid)) => diesel::update(
-                target.filter(diesel::dsl::exists(
-                    cell_mappings::table
-                        .filter(cell_mappings::id.eq(*id))
-                        .filter(lower(cell_mappings::uuid).eq(uuid)),
-                )),
-            )
-            .set(changes)
-            .execute(tx.conn),
-            None => diesel::update(target).set(changes).execute(tx.conn),
-        }
-        .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))
-    })?;
-    if n > 0 {
-        return get_by_instance_uuid(tx, &instance_uuid);
-    }
-    let Some(cell) = new_cell else {
-        return Err(Error::InstanceMappingNotFound { instance_uuid });
-    };
-    // Either the mapping is gone (said first, as before), or the reference
-    // is not the stored cell's, or the stored cell spells its uuid in a form
-    // other than hyphenated (never written by Nova or this library): that
-    // one is checked as every cell reference is, in one unit with the write.
-    get_by_instance_uuid(tx, &instance_uuid)?;
-    verified(tx, cell)?;
-    tx.atomic(|tx| {
-        let n = diesel::update(target)
-            .set(changes)
-            .execute(tx.conn)
-            .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))?;
-        if n == 0 {
-            return Err(Error::InstanceMappingNotFound {
-                instance_uuid: instance_uuid.clone(),
-            });
-        }
-        verified(tx, cell).map(|_| ())
-    })?;
-    get_by_instance_uuid(tx, &instance_uuid)
-}
-
-diesel::define_sql_function! {
-    /// SQL `LOWER` of a text.
-    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
 pub(crate) fn destroy(tx: &mut Tx<'_>, instance_uuid: &str) -> Result<()> {

@@ -1,0 +1,533 @@
+//! `save`: one cached `UPDATE` that checks what it relies on.
+//!
+//! A save returns the row as stored. The caller's object usually *is* the
+//! stored row (it was just read or created), so the fast path writes the
+//! changes with an `UPDATE` whose `WHERE` also requires every column the
+//! update leaves alone to still hold the object's value, and the cell the
+//! result will carry to still be stored as the object has it
+//! (compare-and-set). One matched row proves the row now equals the object
+//! with the changes applied, so nothing is read back: one round trip, as
+//! the raw client's `UPDATE`. When anything differs (a stale object, a
+//! templated cell URL, a row written in another format), nothing was
+//! written, and the general path runs: the keyed `UPDATE` with its cell
+//! check, then a read of the row as stored.
+//!
+//! diesel never caches its own `UPDATE` statements (their SQL varies with
+//! the changeset), so every save was prepared, or parsed and planned, anew;
+//! [`SaveUpdate`] renders the same SQL for the same shape of update and is
+//! cached by its text like any query.
+
+use diesel::backend::Backend;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Bool, HasSqlType, Integer, Nullable, Text, Timestamp};
+use mapping_model::{CellMapping, Error, InstanceMapping, InstanceMappingUpdate, Result, ToUuid};
+
+use super::{constraint_error, get_by_instance_uuid};
+use crate::db::Tx;
+use crate::models::cell_mapping::verified;
+use crate::models::on_inner;
+use crate::timestamp::NovaTimestamp;
+use crate::url::BackendKind;
+
+pub(crate) fn save(
+    tx: &mut Tx<'_>,
+    mapping: &InstanceMapping,
+    update: &InstanceMappingUpdate,
+) -> Result<InstanceMapping> {
+    update.validate()?;
+    let instance_uuid = mapping.instance_uuid.to_canonical("instance_uuid")?;
+    if update.is_empty() {
+        // Nothing to write (not even updated_at, as in Nova).
+        return get_by_instance_uuid(tx, &instance_uuid);
+    }
+    let now = tx.now();
+    let new_cell = update.cell_mapping.as_ref().and_then(Option::as_ref);
+    let changes = InstanceChanges {
+        updated_at: NovaTimestamp(now),
+        cell_id: update
+            .cell_mapping
+            .as_ref()
+            .map(|c| c.as_ref().map(|c| c.id)),
+        project_id: update.project_id.as_deref(),
+        user_id: update.user_id.as_deref(),
+        queued_for_delete: update.queued_for_delete,
+    };
+    let binary_text = tx.conn.backend() == BackendKind::Mysql;
+    let cell_uuid = new_cell.map(|c| c.uuid.hyphenated().to_string());
+    let key_check = new_cell.zip(cell_uuid.as_deref()).map(|(c, u)| (c.id, u));
+    let run = |tx: &mut Tx<'_>, stmt: SaveUpdate<'_>| -> Result<usize> {
+        tx.guarded(|tx| {
+            on_inner!(tx.conn, |c| stmt.execute(c))
+                .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))
+        })
+    };
+
+    // The fast path, when the object can be checked in SQL.
+    if let Some(expect) = Expected::of(mapping, &instance_uuid, update) {
+        let stmt = SaveUpdate {
+            changes,
+            key: &instance_uuid,
+            cell_key: None,
+            expect: Some(&expect),
+            binary_text,
+        };
+        if run(tx, stmt)? == 1 {
+            return Ok(expect.apply(mapping, update, now));
+        }
+    }
+
+    tx.shared
+        .save_rechecks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // One statement writes the row and, when it names a cell, checks that
+    // cell by id and uuid together (a stale or forged reference changes
+    // nothing); the row as stored is then read back. No transaction around
+    // the two: the update is keyed and to given values, so a re-run after a
+    // lost connection writes the same.
+    let stmt = SaveUpdate {
+        changes,
+        key: &instance_uuid,
+        cell_key: key_check,
+        expect: None,
+        binary_text,
+    };
+    if run(tx, stmt)? > 0 {
+        return get_by_instance_uuid(tx, &instance_uuid);
+    }
+    let Some(cell) = new_cell else {
+        return Err(Error::InstanceMappingNotFound { instance_uuid });
+    };
+    // Either the mapping is gone (said first, as before), or the reference
+    // is not the stored cell's, or the stored cell spells its uuid in a form
+    // other than hyphenated (never written by Nova or this library): that
+    // one is checked as every cell reference is, in one unit with the write.
+    get_by_instance_uuid(tx, &instance_uuid)?;
+    verified(tx, cell)?;
+    tx.atomic(|tx| {
+        let stmt = SaveUpdate {
+            changes,
+            key: &instance_uuid,
+            cell_key: None,
+            expect: None,
+            binary_text,
+        };
+        let n = on_inner!(tx.conn, |c| stmt.execute(c))
+            .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))?;
+        if n == 0 {
+            return Err(Error::InstanceMappingNotFound {
+                instance_uuid: instance_uuid.clone(),
+            });
+        }
+        verified(tx, cell).map(|_| ())
+    })?;
+    get_by_instance_uuid(tx, &instance_uuid)
+}
+
+/// The values a save writes (`updated_at` always; the rest when given).
+#[derive(Debug, Clone, Copy)]
+struct InstanceChanges<'a> {
+    updated_at: NovaTimestamp,
+    cell_id: Option<Option<i32>>,
+    project_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    queued_for_delete: Option<bool>,
+}
+
+/// What the caller's object says is stored, for the fast path: the columns
+/// the update leaves alone, and the cell the saved object will carry.
+#[derive(Debug)]
+struct Expected<'a> {
+    id: i32,
+    /// The instance's cell, when the update leaves it alone: `Some(None)`
+    /// for an unscheduled mapping.
+    cell_id: Option<Option<i32>>,
+    /// The cell the result carries (the update's or the object's own), to
+    /// be found stored exactly as the object has it.
+    cell: Option<ExpectedCell<'a>>,
+    project_id: Option<&'a str>,
+    user_id: Option<Option<&'a str>>,
+    queued_for_delete: Option<bool>,
+    created_at: Option<NovaTimestamp>,
+    updated_at: Option<NovaTimestamp>,
+}
+
+/// A cell as the object has it, to compare with the stored row.
+#[derive(Debug)]
+struct ExpectedCell<'a> {
+    cell: &'a CellMapping,
+    uuid: String,
+    created_at: Option<NovaTimestamp>,
+    updated_at: Option<NovaTimestamp>,
+}
+
+impl<'a> ExpectedCell<'a> {
+    /// `None` when the stored row cannot be compared in SQL: URLs with a
+    /// template's braces are stored raw and read expanded.
+    fn of(cell: &'a CellMapping) -> Option<Self> {
+        let templated = |url: &str| url.contains(['{', '}']);
+        if templated(&cell.transport_url) || templated(&cell.database_connection) {
+            return None;
+        }
+        Some(Self {
+            cell,
+            uuid: cell.uuid.hyphenated().to_string(),
+            created_at: cell.created_at.map(NovaTimestamp),
+            updated_at: cell.updated_at.map(NovaTimestamp),
+        })
+    }
+}
+
+impl<'a> Expected<'a> {
+    /// The checks for saving `update` over `mapping`, or `None` when the
+    /// fast path cannot prove the result (the object's uuid is not spelled
+    /// as the key, or a cell cannot be compared).
+    fn of(
+        mapping: &'a InstanceMapping,
+        key: &str,
+        update: &'a InstanceMappingUpdate,
+    ) -> Option<Self> {
+        if mapping.instance_uuid.as_str() != key {
+            return None;
+        }
+        let (cell_id, cell) = match &update.cell_mapping {
+            Some(None) => (None, None),
+            Some(Some(c)) => (None, Some(ExpectedCell::of(c)?)),
+            None => match &mapping.cell_mapping {
+                None => (Some(None), None),
+                Some(c) => (Some(Some(c.id)), Some(ExpectedCell::of(c)?)),
+            },
+        };
+        let unchanged = |changed: bool| !changed;
+        Some(Self {
+            id: mapping.id,
+            cell_id,
+            cell,
+            project_id: unchanged(update.project_id.is_some()).then_some(&mapping.project_id[..]),
+            user_id: unchanged(update.user_id.is_some()).then_some(mapping.user_id.as_deref()),
+            queued_for_delete: unchanged(update.queued_for_delete.is_some())
+                .then_some(mapping.queued_for_delete),
+            created_at: mapping.created_at.map(NovaTimestamp),
+            updated_at: mapping.updated_at.map(NovaTimestamp),
+        })
+    }
+
+    /// The object as stored once the checked update matched its row.
+    fn apply(
+        &self,
+        mapping: &InstanceMapping,
+        update: &InstanceMappingUpdate,
+        now: chrono::NaiveDateTime,
+    ) -> InstanceMapping {
+        let mut saved = mapping.clone();
+        if let Some(cell) = &update.cell_mapping {
+            saved.cell_mapping = cell.clone();
+        }
+        if let Some(p) = &update.project_id {
+            saved.project_id = p.clone();
+        }
+        if let Some(u) = &update.user_id {
+            saved.user_id = Some(u.clone());
+        }
+        if let Some(q) = update.queued_for_delete {
+            saved.queued_for_delete = q;
+        }
+        saved.updated_at = Some(now);
+        saved
+    }
+}
+
+/// `UPDATE instance_mappings SET … WHERE instance_uuid = ? …`, cached by its
+/// text (see the module's note).
+struct SaveUpdate<'a> {
+    changes: InstanceChanges<'a>,
+    key: &'a str,
+    /// The general path's check of the assigned cell: id and uuid (any case).
+    cell_key: Option<(i32, &'a str)>,
+    /// The fast path's checks.
+    expect: Option<&'a Expected<'a>>,
+    /// MySQL compares text case- and trailing-space-insensitively: the
+    /// fast path's checks there compare bytes.
+    binary_text: bool,
+}
+
+impl QueryId for SaveUpdate<'_> {
+    type QueryId = ();
+    // The SQL depends on the update's shape: cached by its text.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<C> RunQueryDsl<C> for SaveUpdate<'_> {}
+
+/// Renders `<table>.<column>`.
+fn column<DB: Backend>(out: &mut AstPass<'_, '_, DB>, table: &str, col: &str) -> QueryResult<()> {
+    out.push_identifier(table)?;
+    out.push_sql(".");
+    out.push_identifier(col)
+}
+
+impl<DB> QueryFragment<DB> for SaveUpdate<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Integer> + HasSqlType<Bool> + HasSqlType<Timestamp>,
+    str: ToSql<Text, DB>,
+    i32: ToSql<Integer, DB>,
+    bool: ToSql<Bool, DB>,
+    NovaTimestamp: ToSql<Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        const IM: &str = "instance_mappings";
+        const CM: &str = "cell_mappings";
+        let binary = self.binary_text;
+        // `<col> = ?` for text, byte for byte where the backend needs it.
+        fn text_eq<'b, DB>(
+            out: &mut AstPass<'_, 'b, DB>,
+            binary: bool,
+            table: &str,
+            col: &str,
+            value: &'b str,
+        ) -> QueryResult<()>
+        where
+            DB: Backend + HasSqlType<Text>,
+            str: ToSql<Text, DB>,
+        {
+            out.push_sql(" AND ");
+            if binary {
+                out.push_sql("CAST(");
+                column(out, table, col)?;
+                out.push_sql(" AS BINARY)");
+            } else {
+                column(out, table, col)?;
+            }
+            out.push_sql(" = ");
+            out.push_bind_param::<Text, str>(value)
+        }
+        fn opt_eq<'b, DB, ST, T>(
+            out: &mut AstPass<'_, 'b, DB>,
+            table: &str,
+            col: &str,
+            value: Option<&'b T>,
+        ) -> QueryResult<()>
+        where
+            DB: Backend + HasSqlType<ST>,
+            ST: diesel::sql_types::SqlType,
+            T: ToSql<ST, DB> + ?Sized,
+        {
+            out.push_sql(" AND ");
+            column(out, table, col)?;
+            match value {
+                Some(v) => {
+                    out.push_sql(" = ");
+                    out.push_bind_param::<ST, T>(v)
+                }
+                None => {
+                    out.push_sql(" IS NULL");
+                    Ok(())
+                }
+            }
+        }
+        fn flag<DB: Backend>(
+            out: &mut AstPass<'_, '_, DB>,
+            table: &str,
+            col: &str,
+            value: bool,
+        ) -> QueryResult<()> {
+            // NULL reads as false.
+            out.push_sql(" AND ");
+            column(out, table, col)?;
+            out.push_sql(if value { " IS TRUE" } else { " IS NOT TRUE" });
+            Ok(())
+        }
+
+        let c = &self.changes;
+        out.push_sql("UPDATE ");
+        out.push_identifier(IM)?;
+        out.push_sql(" SET ");
+        out.push_identifier("updated_at")?;
+        out.push_sql(" = ");
+        out.push_bind_param::<Timestamp, NovaTimestamp>(&c.updated_at)?;
+        if let Some(cell_id) = &c.cell_id {
+            out.push_sql(", ");
+            out.push_identifier("cell_id")?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Nullable<Integer>, Option<i32>>(cell_id)?;
+        }
+        if let Some(project_id) = c.project_id {
+            out.push_sql(", ");
+            out.push_identifier("project_id")?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Text, str>(project_id)?;
+        }
+        if let Some(user_id) = c.user_id {
+            out.push_sql(", ");
+            out.push_identifier("user_id")?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Text, str>(user_id)?;
+        }
+        if let Some(q) = &c.queued_for_delete {
+            out.push_sql(", ");
+            out.push_identifier("queued_for_delete")?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Bool, bool>(q)?;
+        }
+
+        out.push_sql(" WHERE ");
+        column(&mut out, IM, "instance_uuid")?;
+        out.push_sql(" = ");
+        out.push_bind_param::<Text, str>(self.key)?;
+        if let Some((id, uuid)) = &self.cell_key {
+            out.push_sql(" AND EXISTS (SELECT 1 FROM ");
+            out.push_identifier(CM)?;
+            out.push_sql(" WHERE ");
+            column(&mut out, CM, "id")?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Integer, i32>(id)?;
+            out.push_sql(" AND LOWER(");
+            column(&mut out, CM, "uuid")?;
+            out.push_sql(") = ");
+            out.push_bind_param::<Text, str>(uuid)?;
+            out.push_sql(")");
+        }
+        let Some(e) = self.expect else {
+            return Ok(());
+        };
+        if binary {
+            text_eq(&mut out, binary, IM, "instance_uuid", self.key)?;
+        }
+        out.push_sql(" AND ");
+        column(&mut out, IM, "id")?;
+        out.push_sql(" = ");
+        out.push_bind_param::<Integer, i32>(&e.id)?;
+        if let Some(cell_id) = &e.cell_id {
+            opt_eq::<_, Integer, i32>(&mut out, IM, "cell_id", cell_id.as_ref())?;
+        }
+        if let Some(p) = e.project_id {
+            text_eq(&mut out, binary, IM, "project_id", p)?;
+        }
+        match e.user_id {
+            Some(Some(u)) => text_eq(&mut out, binary, IM, "user_id", u)?,
+            Some(None) => opt_eq::<_, Text, str>(&mut out, IM, "user_id", None)?,
+            None => {}
+        }
+        if let Some(q) = e.queued_for_delete {
+            flag(&mut out, IM, "queued_for_delete", q)?;
+        }
+        opt_eq::<_, Timestamp, NovaTimestamp>(&mut out, IM, "created_at", e.created_at.as_ref())?;
+        opt_eq::<_, Timestamp, NovaTimestamp>(&mut out, IM, "updated_at", e.updated_at.as_ref())?;
+        if let Some(cell) = &e.cell {
+            let m = cell.cell;
+            out.push_sql(" AND EXISTS (SELECT 1 FROM ");
+            out.push_identifier(CM)?;
+            out.push_sql(" WHERE ");
+            column(&mut out, CM, "id")?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Integer, i32>(&m.id)?;
+            text_eq(&mut out, binary, CM, "uuid", &cell.uuid)?;
+            match &m.name {
+                Some(name) => text_eq(&mut out, binary, CM, "name", name)?,
+                None => opt_eq::<_, Text, str>(&mut out, CM, "name", None)?,
+            }
+            // NULL URLs read as "".
+            for (col, value) in [
+                ("transport_url", &m.transport_url),
+                ("database_connection", &m.database_connection),
+            ] {
+                out.push_sql(" AND ");
+                if binary {
+                    out.push_sql("CAST(");
+                }
+                out.push_sql("COALESCE(");
+                column(&mut out, CM, col)?;
+                out.push_sql(", '')");
+                if binary {
+                    out.push_sql(" AS BINARY)");
+                }
+                out.push_sql(" = ");
+                out.push_bind_param::<Text, str>(value)?;
+            }
+            flag(&mut out, CM, "disabled", m.disabled)?;
+            opt_eq::<_, Timestamp, NovaTimestamp>(
+                &mut out,
+                CM,
+                "created_at",
+                cell.created_at.as_ref(),
+            )?;
+            opt_eq::<_, Timestamp, NovaTimestamp>(
+                &mut out,
+                CM,
+                "updated_at",
+                cell.updated_at.as_ref(),
+            )?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mapping_model::InstanceUuid;
+
+    fn cell(url: &str) -> CellMapping {
+        CellMapping {
+            id: 3,
+            uuid: mapping_model::Uuid::nil(),
+            name: None,
+            transport_url: url.into(),
+            database_connection: "sqlite://".into(),
+            disabled: false,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    fn mapping(uuid: &str, cell: Option<CellMapping>) -> InstanceMapping {
+        InstanceMapping {
+            id: 1,
+            instance_uuid: InstanceUuid::from_stored(uuid),
+            cell_mapping: cell,
+            project_id: "p".into(),
+            user_id: Some("u".into()),
+            queued_for_delete: false,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    const KEY: &str = "0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10";
+
+    #[test]
+    fn fast_path_only_where_sql_can_prove_the_result() {
+        let update = InstanceMappingUpdate::new().queued_for_delete(true);
+        assert!(Expected::of(&mapping(KEY, None), KEY, &update).is_some());
+        // Another spelling of the key: the stored text is not known.
+        let upper = KEY.to_uppercase();
+        assert!(Expected::of(&mapping(&upper, None), KEY, &update).is_none());
+        // A templated URL is stored raw and read expanded.
+        let templated = mapping(KEY, Some(cell("rabbit://{username}@mq/")));
+        assert!(Expected::of(&templated, KEY, &update).is_none());
+        // ...unless the update replaces that cell.
+        let plain = cell("rabbit://mq/");
+        let moved = InstanceMappingUpdate::new().cell(Some(&plain));
+        assert!(Expected::of(&templated, KEY, &moved).is_some());
+        let into_templated = InstanceMappingUpdate::new().cell(Some(&cell("{scheme}://mq/")));
+        assert!(Expected::of(&mapping(KEY, None), KEY, &into_templated).is_none());
+    }
+
+    #[test]
+    fn apply_changes_only_what_the_update_names() {
+        let before = mapping(KEY, Some(cell("rabbit://mq/")));
+        let update = InstanceMappingUpdate::new().cell(None).user_id("v");
+        let e = Expected::of(&before, KEY, &update).expect("checkable");
+        let now = chrono::DateTime::from_timestamp(1_700_000_000, 0)
+            .expect("a time")
+            .naive_utc();
+        let after = e.apply(&before, &update, now);
+        assert_eq!(after.cell_mapping, None);
+        assert_eq!(after.user_id.as_deref(), Some("v"));
+        assert_eq!(after.project_id, "p");
+        assert_eq!(after.updated_at, Some(now));
+        assert_eq!(after.created_at, before.created_at);
+    }
+}
