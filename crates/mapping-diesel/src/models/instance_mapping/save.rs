@@ -54,7 +54,7 @@ pub(crate) fn save(
         user_id: update.user_id.as_deref(),
         queued_for_delete: update.queued_for_delete,
     };
-    let binary_text = tx.conn.backend() == BackendKind::Mysql;
+    let backend = tx.conn.backend();
     let cell_uuid = new_cell.map(|c| c.uuid.hyphenated().to_string());
     let key_check = new_cell.zip(cell_uuid.as_deref()).map(|(c, u)| (c.id, u));
     let run = |tx: &mut Tx<'_>, stmt: SaveUpdate<'_>| -> Result<usize> {
@@ -65,13 +65,13 @@ pub(crate) fn save(
     };
 
     // The fast path, when the object can be checked in SQL.
-    if let Some(expect) = Expected::of(mapping, &instance_uuid, update) {
+    if let Some(expect) = Expected::of(mapping, &instance_uuid, update, backend) {
         let stmt = SaveUpdate {
             changes,
             key: &instance_uuid,
             cell_key: None,
             expect: Some(&expect),
-            binary_text,
+            backend,
         };
         if run(tx, stmt)? == 1 {
             return Ok(expect.apply(mapping, update, now));
@@ -91,7 +91,7 @@ pub(crate) fn save(
         key: &instance_uuid,
         cell_key: key_check,
         expect: None,
-        binary_text,
+        backend,
     };
     if run(tx, stmt)? > 0 {
         return get_by_instance_uuid(tx, &instance_uuid);
@@ -111,7 +111,7 @@ pub(crate) fn save(
             key: &instance_uuid,
             cell_key: None,
             expect: None,
-            binary_text,
+            backend,
         };
         let n = on_inner!(tx.conn, |c| stmt.execute(c))
             .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))?;
@@ -158,21 +158,44 @@ struct Expected<'a> {
 struct ExpectedCell<'a> {
     cell: &'a CellMapping,
     uuid: String,
+    /// The URLs as compared: on the servers their SHA-256 digests (hex), so
+    /// that no statement a server may log carries their passwords; on
+    /// SQLite (in-process, nothing logged) the URLs themselves.
+    transport_url: String,
+    database_connection: String,
     created_at: Option<NovaTimestamp>,
     updated_at: Option<NovaTimestamp>,
+}
+
+/// The lowercase hex SHA-256 digest of `text`'s UTF-8 bytes.
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 impl<'a> ExpectedCell<'a> {
     /// `None` when the stored row cannot be compared in SQL: URLs with a
     /// template's braces are stored raw and read expanded.
-    fn of(cell: &'a CellMapping) -> Option<Self> {
+    fn of(cell: &'a CellMapping, backend: BackendKind) -> Option<Self> {
         let templated = |url: &str| url.contains(['{', '}']);
         if templated(&cell.transport_url) || templated(&cell.database_connection) {
             return None;
         }
+        let compared = |url: &str| match backend {
+            BackendKind::Sqlite => url.to_owned(),
+            BackendKind::Postgres | BackendKind::Mysql => sha256_hex(url),
+        };
         Some(Self {
             cell,
             uuid: cell.uuid.hyphenated().to_string(),
+            transport_url: compared(&cell.transport_url),
+            database_connection: compared(&cell.database_connection),
             created_at: cell.created_at.map(NovaTimestamp),
             updated_at: cell.updated_at.map(NovaTimestamp),
         })
@@ -187,16 +210,17 @@ impl<'a> Expected<'a> {
         mapping: &'a InstanceMapping,
         key: &str,
         update: &'a InstanceMappingUpdate,
+        backend: BackendKind,
     ) -> Option<Self> {
         if mapping.instance_uuid.as_str() != key {
             return None;
         }
         let (cell_id, cell) = match &update.cell_mapping {
             Some(None) => (None, None),
-            Some(Some(c)) => (None, Some(ExpectedCell::of(c)?)),
+            Some(Some(c)) => (None, Some(ExpectedCell::of(c, backend)?)),
             None => match &mapping.cell_mapping {
                 None => (Some(None), None),
-                Some(c) => (Some(Some(c.id)), Some(ExpectedCell::of(c)?)),
+                Some(c) => (Some(Some(c.id)), Some(ExpectedCell::of(c, backend)?)),
             },
         };
         let unchanged = |changed: bool| !changed;
@@ -247,9 +271,10 @@ struct SaveUpdate<'a> {
     cell_key: Option<(i32, &'a str)>,
     /// The fast path's checks.
     expect: Option<&'a Expected<'a>>,
-    /// MySQL compares text case- and trailing-space-insensitively: the
-    /// fast path's checks there compare bytes.
-    binary_text: bool,
+    /// The backend: MySQL compares text case- and trailing-space-
+    /// insensitively (the fast path's checks there compare bytes), and the
+    /// servers compare cell URLs by digest.
+    backend: BackendKind,
 }
 
 impl QueryId for SaveUpdate<'_> {
@@ -278,7 +303,7 @@ where
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         const IM: &str = "instance_mappings";
         const CM: &str = "cell_mappings";
-        let binary = self.binary_text;
+        let binary = self.backend == BackendKind::Mysql;
         // `<col> = ?` for text, byte for byte where the backend needs it.
         fn text_eq<'b, DB>(
             out: &mut AstPass<'_, 'b, DB>,
@@ -429,20 +454,20 @@ where
             }
             // NULL URLs read as "".
             for (col, value) in [
-                ("transport_url", &m.transport_url),
-                ("database_connection", &m.database_connection),
+                ("transport_url", &cell.transport_url),
+                ("database_connection", &cell.database_connection),
             ] {
-                out.push_sql(" AND ");
-                if binary {
-                    out.push_sql("CAST(");
-                }
-                out.push_sql("COALESCE(");
+                out.push_sql(match self.backend {
+                    BackendKind::Sqlite => " AND COALESCE(",
+                    BackendKind::Postgres => " AND encode(sha256(convert_to(COALESCE(",
+                    BackendKind::Mysql => " AND SHA2(COALESCE(",
+                });
                 column(&mut out, CM, col)?;
-                out.push_sql(", '')");
-                if binary {
-                    out.push_sql(" AS BINARY)");
-                }
-                out.push_sql(" = ");
+                out.push_sql(match self.backend {
+                    BackendKind::Sqlite => ", '') = ",
+                    BackendKind::Postgres => ", ''), 'UTF8')), 'hex') = ",
+                    BackendKind::Mysql => ", ''), 256) = ",
+                });
                 out.push_bind_param::<Text, str>(value)?;
             }
             flag(&mut out, CM, "disabled", m.disabled)?;
@@ -500,26 +525,32 @@ mod tests {
     #[test]
     fn fast_path_only_where_sql_can_prove_the_result() {
         let update = InstanceMappingUpdate::new().queued_for_delete(true);
-        assert!(Expected::of(&mapping(KEY, None), KEY, &update).is_some());
+        assert!(Expected::of(&mapping(KEY, None), KEY, &update, BackendKind::Sqlite).is_some());
         // Another spelling of the key: the stored text is not known.
         let upper = KEY.to_uppercase();
-        assert!(Expected::of(&mapping(&upper, None), KEY, &update).is_none());
+        assert!(Expected::of(&mapping(&upper, None), KEY, &update, BackendKind::Sqlite).is_none());
         // A templated URL is stored raw and read expanded.
         let templated = mapping(KEY, Some(cell("rabbit://{username}@mq/")));
-        assert!(Expected::of(&templated, KEY, &update).is_none());
+        assert!(Expected::of(&templated, KEY, &update, BackendKind::Sqlite).is_none());
         // ...unless the update replaces that cell.
         let plain = cell("rabbit://mq/");
         let moved = InstanceMappingUpdate::new().cell(Some(&plain));
-        assert!(Expected::of(&templated, KEY, &moved).is_some());
+        assert!(Expected::of(&templated, KEY, &moved, BackendKind::Sqlite).is_some());
         let into_templated = InstanceMappingUpdate::new().cell(Some(&cell("{scheme}://mq/")));
-        assert!(Expected::of(&mapping(KEY, None), KEY, &into_templated).is_none());
+        assert!(Expected::of(
+            &mapping(KEY, None),
+            KEY,
+            &into_templated,
+            BackendKind::Sqlite
+        )
+        .is_none());
     }
 
     #[test]
     fn apply_changes_only_what_the_update_names() {
         let before = mapping(KEY, Some(cell("rabbit://mq/")));
         let update = InstanceMappingUpdate::new().cell(None).user_id("v");
-        let e = Expected::of(&before, KEY, &update).expect("checkable");
+        let e = Expected::of(&before, KEY, &update, BackendKind::Mysql).expect("checkable");
         let now = chrono::DateTime::from_timestamp(1_700_000_000, 0)
             .expect("a time")
             .naive_utc();
@@ -529,5 +560,22 @@ mod tests {
         assert_eq!(after.project_id, "p");
         assert_eq!(after.updated_at, Some(now));
         assert_eq!(after.created_at, before.created_at);
+    }
+
+    #[test]
+    fn urls_are_compared_by_digest_on_the_servers() {
+        assert_eq!(
+            sha256_hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let secret = cell("rabbit://nova:s3cret@mq/");
+        let before = mapping(KEY, Some(secret));
+        let update = InstanceMappingUpdate::new().queued_for_delete(true);
+        for backend in [BackendKind::Postgres, BackendKind::Mysql] {
+            let e = Expected::of(&before, KEY, &update, backend).expect("checkable");
+            let c = e.cell.as_ref().expect("the cell is checked");
+            assert!(!c.transport_url.contains("s3cret"));
+            assert_eq!(c.transport_url, sha256_hex("rabbit://nova:s3cret@mq/"));
+        }
     }
 }
