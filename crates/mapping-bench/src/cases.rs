@@ -143,6 +143,15 @@ pub(crate) fn run_cases(
             ),
         );
     }
+    if want("cell_memory") {
+        // Peak heap of listing one cell (1/8 of the table): paged against whole.
+        let m = crate::memory::cell_listing(db, &data.cells[0]);
+        eprintln!(
+            "   {size:>8} cell_memory      {} rows: walk peak {:?}, get_by_cell_id peak {:?}",
+            m.rows, m.walk_peak, m.list_peak
+        );
+        report.memory.push((backend, size, m));
+    }
     if want("create_one") || want("schedule_one") {
         // Create one (unscheduled) mapping; the new rows feed the next case.
         let created_obj = std::cell::RefCell::new(Vec::<InstanceMapping>::new());

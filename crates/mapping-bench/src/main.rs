@@ -11,6 +11,7 @@
 
 mod cases;
 mod harness;
+mod memory;
 mod profile;
 mod raw;
 mod report;
@@ -25,6 +26,10 @@ use harness::Stats;
 use mapping_diesel::BackendKind;
 use report::render;
 use setup::run_backend;
+
+/// Counts heap bytes while a memory case runs (see `memory.rs`).
+#[global_allocator]
+static ALLOC: memory::Counting = memory::Counting;
 
 /// Cells the mappings are spread over.
 const CELLS: usize = 8;
@@ -113,6 +118,8 @@ struct Report {
     loads: Vec<(BackendKind, usize, Duration)>,
     explains: Vec<(BackendKind, &'static str, String, Vec<Vec<String>>)>,
     versions: Vec<(BackendKind, String)>,
+    /// Peak heap of listing one cell, per backend and table size.
+    memory: Vec<(BackendKind, usize, memory::CellListing)>,
 }
 
 fn name(b: BackendKind) -> &'static str {

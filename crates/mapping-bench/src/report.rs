@@ -6,7 +6,7 @@ use mapping_diesel::BackendKind;
 
 use crate::harness::{fmt_ns, Stats};
 use crate::setup::bench_cpu;
-use crate::{name, Args, Measured, Report, LOAD_BATCH};
+use crate::{name, Args, Measured, Report, CELLS, LOAD_BATCH};
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -130,6 +130,7 @@ pub(crate) fn render(r: &Report, args: &Args) -> String {
             *rows as f64 / took.as_secs_f64().max(1e-9)
         );
     }
+    render_memory(&mut md, r);
     render_targets(&mut md, r);
     render_chart(&mut md, r);
     let _ = writeln!(
@@ -161,6 +162,41 @@ fn find<'a>(r: &'a Report, b: BackendKind, size: usize, case: &str) -> Option<&'
     r.results
         .iter()
         .find(|m| m.backend == b && m.size == size && m.case == case)
+}
+
+/// The peak heap of listing one cell, paged and whole (`memory.rs`).
+fn render_memory(md: &mut String, r: &Report) {
+    if r.memory.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Peak heap of listing one cell\n\nOne cell of the {CELLS}, read through \
+         `walk_by_cell_id(cell, {page})` (each object dropped once counted) and through \
+         `get_by_cell_id` (all objects at once). Per call: the highest net growth of the \
+         Rust heap (exact), and the peak resident memory above that at the start of the call \
+         (includes the drivers' C buffers; page granularity).\n\n| backend | table rows | cell rows | walk: heap / resident | get_by_cell_id: heap / resident |\n|---|---|---|---|---|",
+        page = crate::memory::PAGE
+    );
+    let kib = |b: usize| format!("{:.0} KiB", b as f64 / 1024.0);
+    let both = |p: crate::memory::Peak| {
+        format!(
+            "{} / {}",
+            kib(p.heap),
+            p.resident.map_or_else(|| "—".to_owned(), kib)
+        )
+    };
+    for (b, size, m) in &r.memory {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            name(*b),
+            size,
+            m.rows,
+            both(m.walk_peak),
+            both(m.list_peak)
+        );
+    }
 }
 
 fn render_targets(md: &mut String, r: &Report) {

@@ -1,8 +1,6 @@
 //! Lists of any size in constant memory: keyset pages (on id) of the
 //! mappings of a cell or of a project, and an iterator walking them.
 
-use std::collections::VecDeque;
-
 use diesel::prelude::*;
 use mapping_model::schema::{cell_mappings, instance_mappings};
 use mapping_model::{validate, Error, InstanceMapping, Result};
@@ -138,7 +136,8 @@ pub struct Walk<'m, E> {
     key: Key,
     page_size: u32,
     after_id: Option<i32>,
-    buffered: VecDeque<InstanceMapping>,
+    /// The page being handed out (its buffer freed before the next is read).
+    buffered: std::vec::IntoIter<InstanceMapping>,
     done: bool,
 }
 
@@ -149,12 +148,15 @@ impl<'m, E: Executor> Walk<'m, E> {
             key,
             page_size,
             after_id: None,
-            buffered: VecDeque::new(),
+            buffered: Vec::new().into_iter(),
             done: false,
         }
     }
 
     fn fetch(&mut self) -> Result<()> {
+        // The spent page's buffer goes before the next page is read, so at
+        // most one page is held.
+        self.buffered = Vec::new().into_iter();
         let next = match &self.key {
             Key::Cell(id) => self
                 .api
@@ -169,7 +171,7 @@ impl<'m, E: Executor> Walk<'m, E> {
             self.done = true;
         }
         self.after_id = next.last().map(|im| im.id).or(self.after_id);
-        self.buffered.extend(next);
+        self.buffered = next.into_iter();
         Ok(())
     }
 }
@@ -178,12 +180,12 @@ impl<E: Executor> Iterator for Walk<'_, E> {
     type Item = Result<InstanceMapping>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.buffered.is_empty() && !self.done {
+        if self.buffered.len() == 0 && !self.done {
             if let Err(e) = self.fetch() {
                 self.done = true;
                 return Some(Err(e));
             }
         }
-        self.buffered.pop_front().map(Ok)
+        self.buffered.next().map(Ok)
     }
 }
