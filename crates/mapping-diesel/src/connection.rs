@@ -130,6 +130,7 @@ pub struct ServerSettings {
     pub connect_timeout: Duration,
     /// MySQL/MariaDB only: `SET SESSION wsrep_sync_wait = n` on every new
     /// connection (Galera read-your-writes); `None` leaves the server's value.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub wsrep_sync_wait: Option<u8>,
 }
 
@@ -188,6 +189,8 @@ pub struct Manager {
     /// its text); cleared when a connection opens.
     last_error: Arc<Mutex<Option<Arc<ConnectionFailure>>>>,
     memory: Option<Arc<MemoryState>>,
+    /// Whether the server-locale warning was logged (server backends only).
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     warned_locale: Arc<AtomicBool>,
     server: ServerSettings,
     health: Arc<ConnectHealth>,
@@ -466,6 +469,8 @@ impl r2d2::ManageConnection for Manager {
 
 /// Rolls back whatever transaction a SQLite connection has open and resets
 /// diesel's record of it (after a panic inside a transaction closure).
+// With SQLite alone compiled in, the pattern always matches.
+#[allow(irrefutable_let_patterns)]
 fn reset_sqlite_transaction(conn: &mut DbConnection) {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     if let DbConnection::Sqlite(c) = conn {

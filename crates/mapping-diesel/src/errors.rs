@@ -190,6 +190,7 @@ pub fn diesel_transience(e: &DieselError) -> Transience {
 }
 
 /// Whether a locale name (`lc_messages`) gives untranslated messages.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn english_locale(lc: &str) -> bool {
     let lc = lc.trim();
     lc.is_empty() || lc == "C" || lc == "POSIX" || lc.starts_with("C.") || lc.starts_with("en")
