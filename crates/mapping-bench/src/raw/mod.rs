@@ -89,3 +89,12 @@ pub fn dollar(sql: &str) -> String {
     }
     out
 }
+
+/// `MAPPING_BENCH_RAW_KEEP=1`: multi-row reads keep every row until the call
+/// returns, as a caller of a listing must (the default drops each value as
+/// soon as it is read). See docs/benchmarks.md, "Instruction counts per call".
+/// Read once: the raw side pays no environment lookup per call.
+pub(crate) fn keep_rows() -> bool {
+    static KEEP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KEEP.get_or_init(|| std::env::var_os("MAPPING_BENCH_RAW_KEEP").is_some())
+}

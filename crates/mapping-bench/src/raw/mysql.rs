@@ -97,6 +97,8 @@ impl Stmt {
             if ffi::mysql_stmt_bind_result(self.stmt, self.binds.as_mut_ptr()) != 0 {
                 panic!("bind result: {}", self.error());
             }
+            let keep = super::keep_rows();
+            let mut kept = Vec::new();
             loop {
                 let rc = ffi::mysql_stmt_fetch(self.stmt);
                 if rc == MYSQL_NO_DATA {
@@ -105,16 +107,22 @@ impl Stmt {
                 if rc != 0 && rc != MYSQL_DATA_TRUNCATED {
                     panic!("fetch: {}", self.error());
                 }
-                for c in 0..self.cols {
-                    if self.nulls[c] == 0 {
+                let value = |c: usize| {
+                    (self.nulls[c] == 0).then(|| {
                         let n = (self.lens[c] as usize).min(COLUMN_BUFFER);
-                        std::hint::black_box(
-                            String::from_utf8_lossy(&self.bufs[c][..n]).into_owned(),
-                        );
+                        String::from_utf8_lossy(&self.bufs[c][..n]).into_owned()
+                    })
+                };
+                if keep {
+                    kept.push((0..self.cols).map(value).collect::<Vec<_>>());
+                } else {
+                    for c in 0..self.cols {
+                        std::hint::black_box(value(c));
                     }
                 }
                 rows += 1;
             }
+            std::hint::black_box(kept);
             ffi::mysql_stmt_free_result(self.stmt);
         }
         rows

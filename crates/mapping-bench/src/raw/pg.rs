@@ -50,13 +50,22 @@ impl PgResult {
     }
 
     /// Reads every value of every row; returns the rows.
+    /// With `MAPPING_BENCH_RAW_KEEP`, every row is kept until the call
+    /// returns (see `raw::keep_rows`).
     fn materialise(&self) -> usize {
         let (rows, cols) = (self.rows(), self.cols());
+        let keep = super::keep_rows();
+        let mut kept = Vec::new();
         for r in 0..rows {
-            for c in 0..cols {
-                std::hint::black_box(self.get(r, c));
+            if keep {
+                kept.push((0..cols).map(|c| self.get(r, c)).collect::<Vec<_>>());
+            } else {
+                for c in 0..cols {
+                    std::hint::black_box(self.get(r, c));
+                }
             }
         }
+        std::hint::black_box(kept);
         rows
     }
 }

@@ -48,13 +48,6 @@ fn read_values(row: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<Option<String>>>
         .collect()
 }
 
-/// `MAPPING_BENCH_RAW_KEEP=1`: multi-row reads keep every row until the call
-/// returns, as a caller of a listing must (the default drops each value as
-/// soon as it is read). See docs/benchmarks.md, "Instruction counts per call".
-fn keep_rows() -> bool {
-    std::env::var_os("MAPPING_BENCH_RAW_KEEP").is_some()
-}
-
 /// Reads every row of `rows`; returns how many.
 fn read_all(mut rows: rusqlite::Rows<'_>, keep: bool) -> usize {
     let mut kept = Vec::new();
@@ -119,7 +112,7 @@ impl SqliteRaw {
                 "SELECT {COLUMNS} FROM {FROM} WHERE instance_mappings.project_id = ?"
             )),
             bulk: None,
-            keep: keep_rows(),
+            keep: super::keep_rows(),
             conn,
         }
     }

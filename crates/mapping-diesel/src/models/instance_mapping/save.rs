@@ -292,6 +292,132 @@ fn column<DB: Backend>(out: &mut AstPass<'_, '_, DB>, table: &str, col: &str) ->
     out.push_identifier(col)
 }
 
+/// ` AND <col> = ?` for text, byte for byte where `binary` (MySQL).
+fn text_eq<'b, DB>(
+    out: &mut AstPass<'_, 'b, DB>,
+    binary: bool,
+    table: &str,
+    col: &str,
+    value: &'b str,
+) -> QueryResult<()>
+where
+    DB: Backend + HasSqlType<Text>,
+    str: ToSql<Text, DB>,
+{
+    out.push_sql(" AND ");
+    if binary {
+        out.push_sql("CAST(");
+        column(out, table, col)?;
+        out.push_sql(" AS BINARY)");
+    } else {
+        column(out, table, col)?;
+    }
+    out.push_sql(" = ");
+    out.push_bind_param::<Text, str>(value)
+}
+
+/// ` AND <col> = ?`, or ` AND <col> IS NULL` for `None`.
+fn opt_eq<'b, DB, ST, T>(
+    out: &mut AstPass<'_, 'b, DB>,
+    table: &str,
+    col: &str,
+    value: Option<&'b T>,
+) -> QueryResult<()>
+where
+    DB: Backend + HasSqlType<ST>,
+    ST: diesel::sql_types::SqlType,
+    T: ToSql<ST, DB> + ?Sized,
+{
+    out.push_sql(" AND ");
+    column(out, table, col)?;
+    match value {
+        Some(v) => {
+            out.push_sql(" = ");
+            out.push_bind_param::<ST, T>(v)
+        }
+        None => {
+            out.push_sql(" IS NULL");
+            Ok(())
+        }
+    }
+}
+
+/// ` AND <col> IS [NOT] TRUE` for a flag whose NULL reads as false.
+fn flag<DB: Backend>(
+    out: &mut AstPass<'_, '_, DB>,
+    table: &str,
+    col: &str,
+    value: bool,
+) -> QueryResult<()> {
+    out.push_sql(" AND ");
+    column(out, table, col)?;
+    out.push_sql(if value { " IS TRUE" } else { " IS NOT TRUE" });
+    Ok(())
+}
+
+const IM: &str = "instance_mappings";
+const CM: &str = "cell_mappings";
+
+impl SaveUpdate<'_> {
+    /// Whether the statement checks a cell row.
+    fn checks_cell(&self) -> bool {
+        self.cell_key.is_some() || self.expect.is_some_and(|e| e.cell.is_some())
+    }
+
+    /// The conditions on the cell row, from `cell_mappings.id = ?` on.
+    fn cell_conditions<'b, DB>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>
+    where
+        DB: Backend + HasSqlType<Text> + HasSqlType<Integer> + HasSqlType<Timestamp>,
+        str: ToSql<Text, DB>,
+        i32: ToSql<Integer, DB>,
+        NovaTimestamp: ToSql<Timestamp, DB>,
+    {
+        let binary = self.backend == BackendKind::Mysql;
+        if let Some((id, uuid)) = &self.cell_key {
+            column(out, CM, "id")?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Integer, i32>(id)?;
+            out.push_sql(" AND LOWER(");
+            column(out, CM, "uuid")?;
+            out.push_sql(") = ");
+            return out.push_bind_param::<Text, str>(uuid);
+        }
+        let Some(cell) = self.expect.and_then(|e| e.cell.as_ref()) else {
+            return Ok(());
+        };
+        let m = cell.cell;
+        column(out, CM, "id")?;
+        out.push_sql(" = ");
+        out.push_bind_param::<Integer, i32>(&m.id)?;
+        text_eq(out, binary, CM, "uuid", &cell.uuid)?;
+        match &m.name {
+            Some(name) => text_eq(out, binary, CM, "name", name)?,
+            None => opt_eq::<_, Text, str>(out, CM, "name", None)?,
+        }
+        // NULL URLs read as "".
+        for (col, value) in [
+            ("transport_url", &cell.transport_url),
+            ("database_connection", &cell.database_connection),
+        ] {
+            out.push_sql(match self.backend {
+                BackendKind::Sqlite => " AND COALESCE(",
+                BackendKind::Postgres => " AND encode(sha256(convert_to(COALESCE(",
+                BackendKind::Mysql => " AND SHA2(COALESCE(",
+            });
+            column(out, CM, col)?;
+            out.push_sql(match self.backend {
+                BackendKind::Sqlite => ", '') = ",
+                BackendKind::Postgres => ", ''), 'UTF8')), 'hex') = ",
+                BackendKind::Mysql => ", ''), 256) = ",
+            });
+            out.push_bind_param::<Text, str>(value)?;
+        }
+        flag(out, CM, "disabled", m.disabled)?;
+        opt_eq::<_, Timestamp, NovaTimestamp>(out, CM, "created_at", cell.created_at.as_ref())?;
+        opt_eq::<_, Timestamp, NovaTimestamp>(out, CM, "updated_at", cell.updated_at.as_ref())
+    }
+}
+
 impl<DB> QueryFragment<DB> for SaveUpdate<'_>
 where
     DB: Backend + HasSqlType<Text> + HasSqlType<Integer> + HasSqlType<Bool> + HasSqlType<Timestamp>,
@@ -301,98 +427,48 @@ where
     NovaTimestamp: ToSql<Timestamp, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        const IM: &str = "instance_mappings";
-        const CM: &str = "cell_mappings";
         let binary = self.backend == BackendKind::Mysql;
-        // `<col> = ?` for text, byte for byte where the backend needs it.
-        fn text_eq<'b, DB>(
-            out: &mut AstPass<'_, 'b, DB>,
-            binary: bool,
-            table: &str,
-            col: &str,
-            value: &'b str,
-        ) -> QueryResult<()>
-        where
-            DB: Backend + HasSqlType<Text>,
-            str: ToSql<Text, DB>,
-        {
-            out.push_sql(" AND ");
-            if binary {
-                out.push_sql("CAST(");
-                column(out, table, col)?;
-                out.push_sql(" AS BINARY)");
-            } else {
-                column(out, table, col)?;
-            }
-            out.push_sql(" = ");
-            out.push_bind_param::<Text, str>(value)
-        }
-        fn opt_eq<'b, DB, ST, T>(
-            out: &mut AstPass<'_, 'b, DB>,
-            table: &str,
-            col: &str,
-            value: Option<&'b T>,
-        ) -> QueryResult<()>
-        where
-            DB: Backend + HasSqlType<ST>,
-            ST: diesel::sql_types::SqlType,
-            T: ToSql<ST, DB> + ?Sized,
-        {
-            out.push_sql(" AND ");
-            column(out, table, col)?;
-            match value {
-                Some(v) => {
-                    out.push_sql(" = ");
-                    out.push_bind_param::<ST, T>(v)
-                }
-                None => {
-                    out.push_sql(" IS NULL");
-                    Ok(())
-                }
-            }
-        }
-        fn flag<DB: Backend>(
-            out: &mut AstPass<'_, '_, DB>,
-            table: &str,
-            col: &str,
-            value: bool,
-        ) -> QueryResult<()> {
-            // NULL reads as false.
-            out.push_sql(" AND ");
-            column(out, table, col)?;
-            out.push_sql(if value { " IS TRUE" } else { " IS NOT TRUE" });
-            Ok(())
-        }
-
-        let c = &self.changes;
+        // MariaDB evaluates a subquery inside a write at a cost (see
+        // docs/benchmarks.md, "Saves since the compare-and-set UPDATE"): there
+        // the cell is joined (`UPDATE … JOIN cell_mappings ON …`, its SET
+        // columns qualified); elsewhere it is an `EXISTS` (PostgreSQL and
+        // SQLite have no multi-table UPDATE of this form).
+        let join = binary && self.checks_cell();
         out.push_sql("UPDATE ");
         out.push_identifier(IM)?;
-        out.push_sql(" SET ");
-        out.push_identifier("updated_at")?;
-        out.push_sql(" = ");
+        if join {
+            out.push_sql(" INNER JOIN ");
+            out.push_identifier(CM)?;
+            out.push_sql(" ON ");
+            self.cell_conditions(&mut out)?;
+        }
+        let c = &self.changes;
+        let set = |out: &mut AstPass<'_, 'b, DB>, first: bool, col: &str| -> QueryResult<()> {
+            out.push_sql(if first { " SET " } else { ", " });
+            if join {
+                column(out, IM, col)?;
+            } else {
+                out.push_identifier(col)?;
+            }
+            out.push_sql(" = ");
+            Ok(())
+        };
+        set(&mut out, true, "updated_at")?;
         out.push_bind_param::<Timestamp, NovaTimestamp>(&c.updated_at)?;
         if let Some(cell_id) = &c.cell_id {
-            out.push_sql(", ");
-            out.push_identifier("cell_id")?;
-            out.push_sql(" = ");
+            set(&mut out, false, "cell_id")?;
             out.push_bind_param::<Nullable<Integer>, Option<i32>>(cell_id)?;
         }
         if let Some(project_id) = c.project_id {
-            out.push_sql(", ");
-            out.push_identifier("project_id")?;
-            out.push_sql(" = ");
+            set(&mut out, false, "project_id")?;
             out.push_bind_param::<Text, str>(project_id)?;
         }
         if let Some(user_id) = c.user_id {
-            out.push_sql(", ");
-            out.push_identifier("user_id")?;
-            out.push_sql(" = ");
+            set(&mut out, false, "user_id")?;
             out.push_bind_param::<Text, str>(user_id)?;
         }
         if let Some(q) = &c.queued_for_delete {
-            out.push_sql(", ");
-            out.push_identifier("queued_for_delete")?;
-            out.push_sql(" = ");
+            set(&mut out, false, "queued_for_delete")?;
             out.push_bind_param::<Bool, bool>(q)?;
         }
 
@@ -400,89 +476,46 @@ where
         column(&mut out, IM, "instance_uuid")?;
         out.push_sql(" = ");
         out.push_bind_param::<Text, str>(self.key)?;
-        if let Some((id, uuid)) = &self.cell_key {
-            out.push_sql(" AND EXISTS (SELECT 1 FROM ");
-            out.push_identifier(CM)?;
-            out.push_sql(" WHERE ");
-            column(&mut out, CM, "id")?;
-            out.push_sql(" = ");
-            out.push_bind_param::<Integer, i32>(id)?;
-            out.push_sql(" AND LOWER(");
-            column(&mut out, CM, "uuid")?;
-            out.push_sql(") = ");
-            out.push_bind_param::<Text, str>(uuid)?;
-            out.push_sql(")");
-        }
-        let Some(e) = self.expect else {
-            return Ok(());
-        };
-        if binary {
-            text_eq(&mut out, binary, IM, "instance_uuid", self.key)?;
-        }
-        out.push_sql(" AND ");
-        column(&mut out, IM, "id")?;
-        out.push_sql(" = ");
-        out.push_bind_param::<Integer, i32>(&e.id)?;
-        if let Some(cell_id) = &e.cell_id {
-            opt_eq::<_, Integer, i32>(&mut out, IM, "cell_id", cell_id.as_ref())?;
-        }
-        if let Some(p) = e.project_id {
-            text_eq(&mut out, binary, IM, "project_id", p)?;
-        }
-        match e.user_id {
-            Some(Some(u)) => text_eq(&mut out, binary, IM, "user_id", u)?,
-            Some(None) => opt_eq::<_, Text, str>(&mut out, IM, "user_id", None)?,
-            None => {}
-        }
-        if let Some(q) = e.queued_for_delete {
-            flag(&mut out, IM, "queued_for_delete", q)?;
-        }
-        opt_eq::<_, Timestamp, NovaTimestamp>(&mut out, IM, "created_at", e.created_at.as_ref())?;
-        opt_eq::<_, Timestamp, NovaTimestamp>(&mut out, IM, "updated_at", e.updated_at.as_ref())?;
-        if let Some(cell) = &e.cell {
-            let m = cell.cell;
-            out.push_sql(" AND EXISTS (SELECT 1 FROM ");
-            out.push_identifier(CM)?;
-            out.push_sql(" WHERE ");
-            column(&mut out, CM, "id")?;
-            out.push_sql(" = ");
-            out.push_bind_param::<Integer, i32>(&m.id)?;
-            text_eq(&mut out, binary, CM, "uuid", &cell.uuid)?;
-            match &m.name {
-                Some(name) => text_eq(&mut out, binary, CM, "name", name)?,
-                None => opt_eq::<_, Text, str>(&mut out, CM, "name", None)?,
+        if let Some(e) = self.expect {
+            if binary {
+                text_eq(&mut out, binary, IM, "instance_uuid", self.key)?;
             }
-            // NULL URLs read as "".
-            for (col, value) in [
-                ("transport_url", &cell.transport_url),
-                ("database_connection", &cell.database_connection),
-            ] {
-                out.push_sql(match self.backend {
-                    BackendKind::Sqlite => " AND COALESCE(",
-                    BackendKind::Postgres => " AND encode(sha256(convert_to(COALESCE(",
-                    BackendKind::Mysql => " AND SHA2(COALESCE(",
-                });
-                column(&mut out, CM, col)?;
-                out.push_sql(match self.backend {
-                    BackendKind::Sqlite => ", '') = ",
-                    BackendKind::Postgres => ", ''), 'UTF8')), 'hex') = ",
-                    BackendKind::Mysql => ", ''), 256) = ",
-                });
-                out.push_bind_param::<Text, str>(value)?;
+            out.push_sql(" AND ");
+            column(&mut out, IM, "id")?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Integer, i32>(&e.id)?;
+            if let Some(cell_id) = &e.cell_id {
+                opt_eq::<_, Integer, i32>(&mut out, IM, "cell_id", cell_id.as_ref())?;
             }
-            flag(&mut out, CM, "disabled", m.disabled)?;
+            if let Some(p) = e.project_id {
+                text_eq(&mut out, binary, IM, "project_id", p)?;
+            }
+            match e.user_id {
+                Some(Some(u)) => text_eq(&mut out, binary, IM, "user_id", u)?,
+                Some(None) => opt_eq::<_, Text, str>(&mut out, IM, "user_id", None)?,
+                None => {}
+            }
+            if let Some(q) = e.queued_for_delete {
+                flag(&mut out, IM, "queued_for_delete", q)?;
+            }
             opt_eq::<_, Timestamp, NovaTimestamp>(
                 &mut out,
-                CM,
+                IM,
                 "created_at",
-                cell.created_at.as_ref(),
+                e.created_at.as_ref(),
             )?;
             opt_eq::<_, Timestamp, NovaTimestamp>(
                 &mut out,
-                CM,
+                IM,
                 "updated_at",
-                cell.updated_at.as_ref(),
+                e.updated_at.as_ref(),
             )?;
+        }
+        if self.checks_cell() && !join {
+            out.push_sql(" AND EXISTS (SELECT 1 FROM ");
+            out.push_identifier(CM)?;
+            out.push_sql(" WHERE ");
+            self.cell_conditions(&mut out)?;
             out.push_sql(")");
         }
         Ok(())
