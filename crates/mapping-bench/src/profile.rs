@@ -26,15 +26,22 @@ use crate::setup::{Data, Rng};
 use crate::PER_PROJECT;
 
 /// The cases this mode knows.
-pub(crate) const CASES: &[&str] = &["lookup_one", "lookup_1000", "counts", "list_project"];
+pub(crate) const CASES: &[&str] = &[
+    "lookup_one",
+    "lookup_1000",
+    "counts",
+    "list_project",
+    "schedule_one",
+];
 
 /// Runs `iters` iterations of `case` per side (warm-up first, not counted).
 pub(crate) fn run(case: &str, iters: usize, db: &Database, raw: &mut dyn Raw, data: &Data) {
     assert!(CASES.contains(&case), "--profile: one of {CASES:?}");
     let warm = (iters / 10).max(10);
-    profile_warm(case, warm, db, raw, data);
-    profile_object(case, iters, db, data);
-    profile_raw(case, iters, raw, data);
+    let mut fresh = Fresh::new(case, warm + iters, db);
+    profile_warm(case, warm, db, raw, data, &mut fresh);
+    profile_object(case, iters, db, data, &mut fresh);
+    profile_raw(case, iters, raw, data, &mut fresh);
     eprintln!("   profiled {case}: {iters} iterations per side");
 }
 
@@ -62,6 +69,48 @@ impl Inputs {
     }
 }
 
+/// Unscheduled mappings made before the collected functions run, for the
+/// write cases: one per iteration and side.
+struct Fresh {
+    backend: mapping_diesel::BackendKind,
+    objects: Vec<mapping_model::InstanceMapping>,
+    uuids: Vec<String>,
+}
+
+impl Fresh {
+    fn new(case: &str, n: usize, db: &Database) -> Self {
+        if case != "schedule_one" {
+            return Self {
+                backend: db.backend(),
+                objects: Vec::new(),
+                uuids: Vec::new(),
+            };
+        }
+        let make = |tag: &str| -> Vec<String> {
+            let news: Vec<_> = (0..n)
+                .map(|_| {
+                    mapping_model::NewInstanceMapping::new(mapping_testkit::uuid(), tag, "user")
+                })
+                .collect();
+            let uuids = news.iter().map(|m| m.instance_uuid.clone()).collect();
+            db.instance_mappings()
+                .create_bulk(news)
+                .expect("fresh mappings");
+            uuids
+        };
+        let object_uuids = make("profile-object");
+        let objects = db
+            .instance_mappings()
+            .get_by_instance_uuids(&object_uuids)
+            .expect("read fresh");
+        Self {
+            backend: db.backend(),
+            objects,
+            uuids: make("profile-raw"),
+        }
+    }
+}
+
 fn project_of(i: usize, data: &Data) -> (String, String) {
     let p = (i * 7919) % data.projects();
     (Data::project(p * PER_PROJECT), Data::user(i))
@@ -72,25 +121,33 @@ fn uuid_of(i: usize, data: &Data) -> &str {
 }
 
 #[inline(never)]
-fn profile_warm(case: &str, iters: usize, db: &Database, raw: &mut dyn Raw, data: &Data) {
-    object_iters(case, iters, db, data);
-    raw_iters(case, iters, raw, data);
+fn profile_warm(
+    case: &str,
+    iters: usize,
+    db: &Database,
+    raw: &mut dyn Raw,
+    data: &Data,
+    fresh: &mut Fresh,
+) {
+    object_iters(case, iters, db, data, fresh);
+    raw_iters(case, iters, raw, data, fresh);
 }
 
 /// The object API's iterations (the function callgrind collects in).
 #[inline(never)]
-fn profile_object(case: &str, iters: usize, db: &Database, data: &Data) {
-    object_iters(case, iters, db, data);
+fn profile_object(case: &str, iters: usize, db: &Database, data: &Data, fresh: &mut Fresh) {
+    object_iters(case, iters, db, data, fresh);
 }
 
 /// The raw baseline's iterations (the function callgrind collects in).
 #[inline(never)]
-fn profile_raw(case: &str, iters: usize, raw: &mut dyn Raw, data: &Data) {
-    raw_iters(case, iters, raw, data);
+fn profile_raw(case: &str, iters: usize, raw: &mut dyn Raw, data: &Data, fresh: &mut Fresh) {
+    raw_iters(case, iters, raw, data, fresh);
 }
 
-fn object_iters(case: &str, iters: usize, db: &Database, data: &Data) {
+fn object_iters(case: &str, iters: usize, db: &Database, data: &Data, fresh: &mut Fresh) {
     let inputs = Inputs::new(case, data);
+    let schedule = mapping_model::InstanceMappingUpdate::new().cell(Some(&data.cells[0]));
     for i in 0..iters {
         match case {
             "lookup_one" => {
@@ -112,12 +169,16 @@ fn object_iters(case: &str, iters: usize, db: &Database, data: &Data) {
                 let (p, _) = project_of(i, data);
                 black_box(db.instance_mappings().get_by_project_id(&p)).expect("list");
             }
+            "schedule_one" => {
+                let m = fresh.objects.pop().expect("a fresh mapping");
+                black_box(db.instance_mappings().save(&m, &schedule)).expect("schedule");
+            }
             _ => unreachable!("checked in run"),
         }
     }
 }
 
-fn raw_iters(case: &str, iters: usize, raw: &mut dyn Raw, data: &Data) {
+fn raw_iters(case: &str, iters: usize, raw: &mut dyn Raw, data: &Data, fresh: &mut Fresh) {
     let inputs = Inputs::new(case, data);
     for i in 0..iters {
         match case {
@@ -134,6 +195,11 @@ fn raw_iters(case: &str, iters: usize, raw: &mut dyn Raw, data: &Data) {
             "list_project" => {
                 let (p, _) = project_of(i, data);
                 black_box(raw.list_project(&p));
+            }
+            "schedule_one" => {
+                let u = fresh.uuids.pop().expect("a fresh uuid");
+                let now = crate::setup::now_text(fresh.backend);
+                black_box(raw.schedule(&u, data.cells[0].id, &now));
             }
             _ => unreachable!("checked in run"),
         }

@@ -55,7 +55,7 @@ pub(crate) fn save(
         queued_for_delete: update.queued_for_delete,
     };
     let backend = tx.conn.backend();
-    let cell_uuid = new_cell.map(|c| c.uuid.hyphenated().to_string());
+    let cell_uuid = new_cell.map(|c| hyphenated(&c.uuid));
     let key_check = new_cell.zip(cell_uuid.as_deref()).map(|(c, u)| (c.id, u));
     let run = |tx: &mut Tx<'_>, stmt: SaveUpdate<'_>| -> Result<usize> {
         tx.guarded(|tx| {
@@ -170,13 +170,20 @@ struct ExpectedCell<'a> {
 /// The lowercase hex SHA-256 digest of `text`'s UTF-8 bytes.
 fn sha256_hex(text: &str) -> String {
     use sha2::{Digest, Sha256};
-    use std::fmt::Write;
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(text.as_bytes()) {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
+}
+
+/// The hyphenated lower-case form of a uuid (without `fmt`'s machinery).
+fn hyphenated(uuid: &mapping_model::Uuid) -> String {
+    uuid.hyphenated()
+        .encode_lower(&mut mapping_model::Uuid::encode_buffer())
+        .to_owned()
 }
 
 impl<'a> ExpectedCell<'a> {
@@ -193,7 +200,7 @@ impl<'a> ExpectedCell<'a> {
         };
         Some(Self {
             cell,
-            uuid: cell.uuid.hyphenated().to_string(),
+            uuid: hyphenated(&cell.uuid),
             transport_url: compared(&cell.transport_url),
             database_connection: compared(&cell.database_connection),
             created_at: cell.created_at.map(NovaTimestamp),
@@ -285,11 +292,17 @@ impl QueryId for SaveUpdate<'_> {
 
 impl<C> RunQueryDsl<C> for SaveUpdate<'_> {}
 
-/// Renders `<table>.<column>`.
+/// Renders `<table>.<column>`. The statement's identifiers are this
+/// module's constants (lower case, no keyword of any of the three
+/// dialects), written unquoted: diesel quotes an identifier by copying it
+/// through `str::replace`, and the statement is rendered on every save to
+/// find its cached form, so quoting its forty-odd names cost more than the
+/// rest of the rendering.
 fn column<DB: Backend>(out: &mut AstPass<'_, '_, DB>, table: &str, col: &str) -> QueryResult<()> {
-    out.push_identifier(table)?;
+    out.push_sql(table);
     out.push_sql(".");
-    out.push_identifier(col)
+    out.push_sql(col);
+    Ok(())
 }
 
 /// ` AND <col> = ?` for text, byte for byte where `binary` (MySQL).
@@ -441,10 +454,10 @@ where
         // SQLite have no multi-table UPDATE of this form).
         let join = binary && self.checks_cell();
         out.push_sql("UPDATE ");
-        out.push_identifier(IM)?;
+        out.push_sql(IM);
         if join {
             out.push_sql(" INNER JOIN ");
-            out.push_identifier(CM)?;
+            out.push_sql(CM);
             out.push_sql(" ON ");
             self.cell_conditions(&mut out)?;
         }
@@ -454,7 +467,7 @@ where
             if join {
                 column(out, IM, col)?;
             } else {
-                out.push_identifier(col)?;
+                out.push_sql(col);
             }
             out.push_sql(" = ");
             Ok(())
@@ -519,7 +532,7 @@ where
         }
         if self.checks_cell() && !join {
             out.push_sql(" AND EXISTS (SELECT 1 FROM ");
-            out.push_identifier(CM)?;
+            out.push_sql(CM);
             out.push_sql(" WHERE ");
             self.cell_conditions(&mut out)?;
             out.push_sql(")");
