@@ -32,6 +32,7 @@ pub(crate) const CASES: &[&str] = &[
     "counts",
     "list_project",
     "schedule_one",
+    "create_one",
 ];
 
 /// Runs `iters` iterations of `case` per side (warm-up first, not counted).
@@ -169,6 +170,14 @@ fn object_iters(case: &str, iters: usize, db: &Database, data: &Data, fresh: &mu
                 let (p, _) = project_of(i, data);
                 black_box(db.instance_mappings().get_by_project_id(&p)).expect("list");
             }
+            "create_one" => {
+                let new = mapping_model::NewInstanceMapping::new(
+                    mapping_testkit::uuid(),
+                    "bench-new",
+                    "user-new",
+                );
+                black_box(db.instance_mappings().create(new)).expect("create");
+            }
             "schedule_one" => {
                 let m = fresh.objects.pop().expect("a fresh mapping");
                 black_box(db.instance_mappings().save(&m, &schedule)).expect("schedule");
@@ -195,6 +204,11 @@ fn raw_iters(case: &str, iters: usize, raw: &mut dyn Raw, data: &Data, fresh: &m
             "list_project" => {
                 let (p, _) = project_of(i, data);
                 black_box(raw.list_project(&p));
+            }
+            "create_one" => {
+                let u = mapping_testkit::uuid();
+                let now = crate::setup::now_text(fresh.backend);
+                black_box(raw.insert_one(&u, "bench-new", "user-new", &now));
             }
             "schedule_one" => {
                 let u = fresh.uuids.pop().expect("a fresh uuid");

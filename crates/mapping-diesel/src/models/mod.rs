@@ -19,9 +19,7 @@ use diesel::sql_types::{Bool, HasSqlType, Integer, Text};
 
 use mapping_model::schema::instance_mappings;
 
-use crate::connection::{DbConnection, MultiBackend};
 use crate::timestamp::NovaTimestamp;
-use crate::url::BackendKind;
 
 /// Most uuids bound in one statement: far below the smallest bind-parameter
 /// limit of the three engines (SQLite's 32,766), so any number of uuids is
@@ -212,7 +210,7 @@ impl QueryFragment<diesel::pg::Pg> for UuidInArray<'_> {
 
 /// `<insert> RETURNING id`, for the backends that have it.
 #[derive(Debug, Clone, Copy, QueryId)]
-struct ReturningId<Q>(Q);
+pub(crate) struct ReturningId<Q>(pub(crate) Q);
 
 impl<Q, DB> QueryFragment<DB> for ReturningId<Q>
 where
@@ -230,63 +228,67 @@ impl<Q> Query for ReturningId<Q> {
     type SqlType = Integer;
 }
 
-impl<Q> RunQueryDsl<DbConnection> for ReturningId<Q> {}
+impl<Q, C> RunQueryDsl<C> for ReturningId<Q> {}
 
-/// Runs an insert of one row and returns the new row's id: `RETURNING id` on
-/// PostgreSQL and SQLite (one round trip). MySQL has no `RETURNING`, and
-/// MariaDB's cannot be used through diesel (which reads a prepared
-/// statement's result metadata before executing it, and MariaDB 10.11's
-/// prepare reply for `INSERT … RETURNING` has none: "No metadata exists"),
-/// so there the insert and `LAST_INSERT_ID()` run in one transaction (a
-/// savepoint inside a caller's): a connection lost between them can never
-/// leave a committed row whose create reported a failure. The one
-/// per-backend step of every create.
-pub(crate) fn insert_returning_id<Q>(conn: &mut DbConnection, insert: Q) -> QueryResult<i32>
-where
-    Q: QueryFragment<MultiBackend> + QueryId + RunQueryDsl<DbConnection>,
-    Q: diesel::query_dsl::methods::ExecuteDsl<DbConnection>,
-{
-    match conn.backend() {
-        BackendKind::Mysql => conn.transaction(|conn| insert_returning_id_findable(conn, insert)),
-        BackendKind::Sqlite | BackendKind::Postgres => insert_returning_id_findable(conn, insert),
-    }
-}
-
-/// [`insert_returning_id`] for a write that finds its own row when its
-/// outcome is unknown (an instance-mapping create): on MySQL the insert and
-/// `LAST_INSERT_ID()` (a per-session value, no work for the server) run as
-/// they are, two round trips instead of four. Outside a transaction the
-/// insert is committed on its own; if the connection is lost before the id
-/// is read, the create's outcome is unknown and its re-run finds the row.
-pub(crate) fn insert_returning_id_findable<Q>(
-    conn: &mut DbConnection,
-    insert: Q,
-) -> QueryResult<i32>
-where
-    Q: QueryFragment<MultiBackend> + QueryId + RunQueryDsl<DbConnection>,
-    Q: diesel::query_dsl::methods::ExecuteDsl<DbConnection>,
-{
-    match conn {
-        #[cfg(feature = "mysql")]
-        DbConnection::Mysql(_) => {
-            insert.execute(conn)?;
-            last_insert_id(conn)
+/// Runs an insert of one row and returns the new row's id, for a write that
+/// finds its own row when its outcome is unknown (an instance-mapping
+/// create): `RETURNING id` on PostgreSQL and SQLite (one round trip); on
+/// MySQL the insert and `LAST_INSERT_ID()` (a per-session value, no work for
+/// the server) run as they are, two round trips (MariaDB's `INSERT …
+/// RETURNING` cannot be used through diesel, which reads a prepared
+/// statement's result metadata before executing it, and MariaDB's prepare
+/// reply for it has none: MDEV-27013). Outside a transaction the insert is
+/// committed on its own; if the connection is lost before the id is read,
+/// the create's outcome is unknown and its re-run finds the row.
+///
+/// A macro, so that `$insert` (an expression, evaluated in the arm of the
+/// backend at hand) runs on the inner connection: diesel's
+/// `MultiConnection` renders a statement's whole SQL again on every
+/// execution, the inner connection finds its cached statement by type
+/// (see [`on_inner`]).
+macro_rules! insert_returning_id_findable {
+    ($conn:expr, $insert:expr) => {
+        match $conn {
+            $crate::connection::DbConnection::Sqlite(c) => {
+                diesel::RunQueryDsl::get_result::<i32>($crate::models::ReturningId($insert), c)
+            }
+            #[cfg(feature = "postgres")]
+            $crate::connection::DbConnection::Postgres(c) => {
+                diesel::RunQueryDsl::get_result::<i32>($crate::models::ReturningId($insert), c)
+            }
+            #[cfg(feature = "mysql")]
+            $crate::connection::DbConnection::Mysql(c) => diesel::RunQueryDsl::execute($insert, c)
+                .and_then(|_| $crate::models::mysql_last_insert_id_of(c)),
         }
-        _ => ReturningId(insert).get_result(conn),
-    }
+    };
 }
+pub(crate) use insert_returning_id_findable;
+
+/// [`insert_returning_id_findable`] for the other creates (cells, hosts):
+/// on MySQL the insert and `LAST_INSERT_ID()` run in one transaction (a
+/// savepoint inside a caller's), so a connection lost between them can
+/// never leave a committed row whose create reported a failure.
+macro_rules! insert_returning_id {
+    ($conn:expr, $insert:expr) => {{
+        let conn: &mut $crate::connection::DbConnection = $conn;
+        match conn.backend() {
+            $crate::url::BackendKind::Mysql => diesel::Connection::transaction(conn, |conn| {
+                $crate::models::insert_returning_id_findable!(conn, $insert)
+            }),
+            $crate::url::BackendKind::Sqlite | $crate::url::BackendKind::Postgres => {
+                $crate::models::insert_returning_id_findable!(conn, $insert)
+            }
+        }
+    }};
+}
+pub(crate) use insert_returning_id;
 
 /// `LAST_INSERT_ID()` of this MySQL session, through diesel's query builder
 /// on the MySQL connection itself, so that the statement is prepared once
 /// per connection and cached (an `sql_query` is prepared, run and closed on
 /// every call: one more round trip per create).
 #[cfg(feature = "mysql")]
-fn last_insert_id(conn: &mut DbConnection) -> QueryResult<i32> {
-    let DbConnection::Mysql(c) = conn else {
-        return Err(diesel::result::Error::QueryBuilderError(
-            "LAST_INSERT_ID() outside MySQL".into(),
-        ));
-    };
+pub(crate) fn mysql_last_insert_id_of(c: &mut diesel::MysqlConnection) -> QueryResult<i32> {
     let id: u64 = diesel::select(mysql_last_insert_id()).get_result(c)?;
     i32::try_from(id).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
 }

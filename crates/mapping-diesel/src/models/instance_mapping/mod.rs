@@ -172,7 +172,7 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
         queued_for_delete,
     });
     let write = |tx: &mut Tx<'_>| -> Result<(i32, Option<CellRow>)> {
-        let id = super::insert_returning_id_findable(tx.conn, insert).map_err(|e| {
+        let id = super::insert_returning_id_findable!(&mut *tx.conn, insert).map_err(|e| {
             constraint_error(
                 e,
                 &new.instance_uuid,
