@@ -74,16 +74,7 @@ pub(crate) fn run_cases(
     if want("lookup_1000") {
         // Lookup of 1,000 uuids at once.
         // Separate sets per side (see above).
-        let mut sets = || -> Vec<Vec<String>> {
-            (0..16)
-                .map(|_| {
-                    (0..1000)
-                        .map(|_| data.uuids[pick.below(n)].clone())
-                        .collect()
-                })
-                .collect()
-        };
-        let (sets_a, sets_b) = (sets(), sets());
+        let (sets_a, sets_b) = (data.uuid_sets(&mut pick), data.uuid_sets(&mut pick));
         let (mut k1, mut k2) = (0usize, 0usize);
         push(
             "lookup_1000",

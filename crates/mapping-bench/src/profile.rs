@@ -53,16 +53,8 @@ struct Inputs {
 
 impl Inputs {
     fn new(case: &str, data: &Data) -> Self {
-        let n = data.uuids.len();
-        let mut pick = Rng(42);
         let uuid_sets = if case == "lookup_1000" {
-            (0..16)
-                .map(|_| {
-                    (0..1000)
-                        .map(|_| data.uuids[pick.below(n)].clone())
-                        .collect()
-                })
-                .collect()
+            data.uuid_sets(&mut Rng(42))
         } else {
             Vec::new()
         };

@@ -61,6 +61,18 @@ impl Data {
         format!("user-{}", i % USERS)
     }
 
+    /// 16 sets of 1,000 uuids drawn from the table (the `lookup_1000` inputs).
+    pub(crate) fn uuid_sets(&self, pick: &mut Rng) -> Vec<Vec<String>> {
+        let n = self.uuids.len();
+        (0..16)
+            .map(|_| {
+                (0..1000)
+                    .map(|_| self.uuids[pick.below(n)].clone())
+                    .collect()
+            })
+            .collect()
+    }
+
     pub(crate) fn projects(&self) -> usize {
         (self.uuids.len() / PER_PROJECT).max(1)
     }

@@ -301,7 +301,11 @@ impl PartialEq<InstanceUuid> for String {
 /// The canonical stored form of a UUID: lower-case, hyphenated (what Nova
 /// writes).
 pub fn canonical(u: &Uuid) -> String {
-    u.hyphenated().to_string()
+    // Encoded directly: `to_string` goes through `fmt` (a measurable share
+    // of a save, which names its cell by uuid).
+    u.hyphenated()
+        .encode_lower(&mut Uuid::encode_buffer())
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -70,8 +70,8 @@ pub(crate) use on_inner;
 /// caches per connection like any other statement. Each step is at most
 /// 2.5×, so padding costs at most 1.5 binds per uuid; a list longer than
 /// the last size (not reached: lists are cut at [`UUID_CHUNK`]) is bound as is.
-/// PostgreSQL needs none of this: there a list is one array bound to
-/// `= ANY($1)`.
+/// PostgreSQL needs none of this: there a list is one array bound to one
+/// statement ([`UuidInArray`]).
 pub(crate) const IN_LIST_SIZES: [usize; 12] =
     [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, UUID_CHUNK];
 

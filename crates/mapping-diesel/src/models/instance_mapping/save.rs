@@ -55,13 +55,13 @@ pub(crate) fn save(
         queued_for_delete: update.queued_for_delete,
     };
     let backend = tx.conn.backend();
-    let cell_uuid = new_cell.map(|c| hyphenated(&c.uuid));
+    let cell_uuid = new_cell
+        .map(|c| c.uuid.to_canonical("cell_mapping"))
+        .transpose()?;
     let key_check = new_cell.zip(cell_uuid.as_deref()).map(|(c, u)| (c.id, u));
+    // Outside a transaction as it is, inside one in a savepoint.
     let run = |tx: &mut Tx<'_>, stmt: SaveUpdate<'_>| -> Result<usize> {
-        tx.guarded(|tx| {
-            on_inner!(tx.conn, |c| stmt.execute(c))
-                .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))
-        })
+        tx.guarded(|tx| stmt.run(tx, &instance_uuid, new_cell))
     };
 
     // The fast path, when the object can be checked in SQL.
@@ -74,7 +74,7 @@ pub(crate) fn save(
             backend,
         };
         if run(tx, stmt)? == 1 {
-            return Ok(expect.apply(mapping, update, now));
+            return Ok(saved(mapping, update, now));
         }
     }
 
@@ -113,9 +113,7 @@ pub(crate) fn save(
             expect: None,
             backend,
         };
-        let n = on_inner!(tx.conn, |c| stmt.execute(c))
-            .map_err(|e| constraint_error(e, &instance_uuid, new_cell, "instance_mapping.save"))?;
-        if n == 0 {
+        if stmt.run(tx, &instance_uuid, new_cell)? == 0 {
             return Err(Error::InstanceMappingNotFound {
                 instance_uuid: instance_uuid.clone(),
             });
@@ -179,13 +177,6 @@ fn sha256_hex(text: &str) -> String {
     hex
 }
 
-/// The hyphenated lower-case form of a uuid (without `fmt`'s machinery).
-fn hyphenated(uuid: &mapping_model::Uuid) -> String {
-    uuid.hyphenated()
-        .encode_lower(&mut mapping_model::Uuid::encode_buffer())
-        .to_owned()
-}
-
 impl<'a> ExpectedCell<'a> {
     /// `None` when the stored row cannot be compared in SQL: URLs with a
     /// template's braces are stored raw and read expanded.
@@ -200,7 +191,7 @@ impl<'a> ExpectedCell<'a> {
         };
         Some(Self {
             cell,
-            uuid: hyphenated(&cell.uuid),
+            uuid: cell.uuid.to_canonical("cell_mapping").ok()?,
             transport_url: compared(&cell.transport_url),
             database_connection: compared(&cell.database_connection),
             created_at: cell.created_at.map(NovaTimestamp),
@@ -230,43 +221,50 @@ impl<'a> Expected<'a> {
                 Some(c) => (Some(Some(c.id)), Some(ExpectedCell::of(c, backend)?)),
             },
         };
-        let unchanged = |changed: bool| !changed;
         Some(Self {
             id: mapping.id,
             cell_id,
             cell,
-            project_id: unchanged(update.project_id.is_some()).then_some(&mapping.project_id[..]),
-            user_id: unchanged(update.user_id.is_some()).then_some(mapping.user_id.as_deref()),
-            queued_for_delete: unchanged(update.queued_for_delete.is_some())
+            project_id: update
+                .project_id
+                .is_none()
+                .then_some(&mapping.project_id[..]),
+            user_id: update
+                .user_id
+                .is_none()
+                .then_some(mapping.user_id.as_deref()),
+            queued_for_delete: update
+                .queued_for_delete
+                .is_none()
                 .then_some(mapping.queued_for_delete),
             created_at: mapping.created_at.map(NovaTimestamp),
             updated_at: mapping.updated_at.map(NovaTimestamp),
         })
     }
+}
 
-    /// The object as stored once the checked update matched its row.
-    fn apply(
-        &self,
-        mapping: &InstanceMapping,
-        update: &InstanceMappingUpdate,
-        now: chrono::NaiveDateTime,
-    ) -> InstanceMapping {
-        let mut saved = mapping.clone();
-        if let Some(cell) = &update.cell_mapping {
-            saved.cell_mapping = cell.clone();
-        }
-        if let Some(p) = &update.project_id {
-            saved.project_id = p.clone();
-        }
-        if let Some(u) = &update.user_id {
-            saved.user_id = Some(u.clone());
-        }
-        if let Some(q) = update.queued_for_delete {
-            saved.queued_for_delete = q;
-        }
-        saved.updated_at = Some(now);
-        saved
+/// The object as stored once the checked update matched its row: `mapping`
+/// with the update's fields and `updated_at` written.
+fn saved(
+    mapping: &InstanceMapping,
+    update: &InstanceMappingUpdate,
+    now: chrono::NaiveDateTime,
+) -> InstanceMapping {
+    let mut saved = mapping.clone();
+    if let Some(cell) = &update.cell_mapping {
+        saved.cell_mapping = cell.clone();
     }
+    if let Some(p) = &update.project_id {
+        saved.project_id = p.clone();
+    }
+    if let Some(u) = &update.user_id {
+        saved.user_id = Some(u.clone());
+    }
+    if let Some(q) = update.queued_for_delete {
+        saved.queued_for_delete = q;
+    }
+    saved.updated_at = Some(now);
+    saved
 }
 
 /// `UPDATE instance_mappings SET … WHERE instance_uuid = ? …`, cached by its
@@ -291,6 +289,20 @@ impl QueryId for SaveUpdate<'_> {
 }
 
 impl<C> RunQueryDsl<C> for SaveUpdate<'_> {}
+
+impl SaveUpdate<'_> {
+    /// Runs the statement on the inner connection (found in its cache by
+    /// text); returns the rows it matched.
+    fn run(
+        self,
+        tx: &mut Tx<'_>,
+        instance_uuid: &str,
+        new_cell: Option<&CellMapping>,
+    ) -> Result<usize> {
+        on_inner!(tx.conn, |c| self.execute(c))
+            .map_err(|e| constraint_error(e, instance_uuid, new_cell, "instance_mapping.save"))
+    }
+}
 
 /// Renders `<table>.<column>`. The statement's identifiers are this
 /// module's constants (lower case, no keyword of any of the three
@@ -599,14 +611,13 @@ mod tests {
     }
 
     #[test]
-    fn apply_changes_only_what_the_update_names() {
+    fn saved_changes_only_what_the_update_names() {
         let before = mapping(KEY, Some(cell("rabbit://mq/")));
         let update = InstanceMappingUpdate::new().cell(None).user_id("v");
-        let e = Expected::of(&before, KEY, &update, BackendKind::Mysql).expect("checkable");
         let now = chrono::DateTime::from_timestamp(1_700_000_000, 0)
             .expect("a time")
             .naive_utc();
-        let after = e.apply(&before, &update, now);
+        let after = saved(&before, &update, now);
         assert_eq!(after.cell_mapping, None);
         assert_eq!(after.user_id.as_deref(), Some("v"));
         assert_eq!(after.project_id, "p");
