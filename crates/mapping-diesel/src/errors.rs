@@ -109,7 +109,7 @@ pub fn transience(e: &Error) -> Transience {
 /// translated. This is how the code is recovered where diesel does not hand
 /// it over (diesel exposes neither SQLSTATE nor errno; it maps only a few
 /// codes to a `DatabaseErrorKind`, which is read first).
-const CATALOGUE: [(&str, ErrorCode); 24] = {
+const CATALOGUE: [(&str, ErrorCode); 25] = {
     use ErrorCode::*;
     [
         // PostgreSQL server (msgids)
@@ -143,6 +143,8 @@ const CATALOGUE: [(&str, ErrorCode); 24] = {
         ("wsrep has not yet prepared node", MysqlErrno(1047)),
         ("connection was killed", MysqlErrno(1927)),
         ("server shutdown in progress", MysqlErrno(1053)),
+        // ER_PARSE_ERROR: a server without `INSERT … RETURNING` (MySQL)
+        ("you have an error in your sql syntax", MysqlErrno(1064)),
         // MySQL/MariaDB client libraries
         ("server has gone away", MysqlErrno(2006)),
         ("lost connection to mysql server", MysqlErrno(2013)),
@@ -236,6 +238,15 @@ mod tests {
             )),
             Some(MysqlErrno(1205))
         );
+        assert_eq!(
+            error_code(&db(
+                DatabaseErrorKind::Unknown,
+                "You have an error in your SQL syntax; check the manual that corresponds \
+                 to your MySQL server version for the right syntax to use near 'RETURNING id'"
+            )),
+            Some(MysqlErrno(1064))
+        );
+        assert_eq!(MysqlErrno(1064).transience(), Transience::Permanent);
         assert_eq!(error_code(&DieselError::NotFound), None);
     }
 

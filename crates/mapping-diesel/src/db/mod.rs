@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     retries: AtomicU64,
     /// Saves whose object was not the stored row (see [`Stats::save_rechecks`]).
     pub(crate) save_rechecks: AtomicU64,
+    /// Whether the server takes `INSERT … RETURNING` (MySQL protocol only).
+    pub(crate) mysql_returning: crate::models::MysqlReturning,
     pub(crate) cache: Option<MappingCache>,
 }
 
@@ -160,6 +162,7 @@ impl Database {
                 options,
                 retries: AtomicU64::new(0),
                 save_rechecks: AtomicU64::new(0),
+                mysql_returning: Default::default(),
             }),
         })
     }

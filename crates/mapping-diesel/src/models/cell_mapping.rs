@@ -221,7 +221,8 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewCellMapping) -> Result<CellMapping
         disabled: new.disabled,
     });
     let id = match tx.guarded(|tx| {
-        super::insert_returning_id!(tx.conn, insert).map_err(db_err("cell_mapping.create"))
+        super::insert_returning_id!(tx.conn, &tx.shared.mysql_returning, insert)
+            .map_err(db_err("cell_mapping.create"))
     }) {
         Ok(id) => id,
         Err(Error::Database { source, .. }) if is_unique_violation(&source) => {

@@ -96,9 +96,9 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewHostMapping) -> Result<HostMapping
         host: &new.host,
     });
     let written = tx.atomic(|tx| {
-        let id = super::insert_returning_id!(tx.conn, insert).map_err(|e| {
-            constraint_error(e, &new.host, &new.cell_mapping, "host_mapping.create")
-        })?;
+        let id = super::insert_returning_id!(tx.conn, &tx.shared.mysql_returning, insert).map_err(
+            |e| constraint_error(e, &new.host, &new.cell_mapping, "host_mapping.create"),
+        )?;
         let cell = verified(tx, &new.cell_mapping)?;
         Ok((id, cell))
     });

@@ -232,22 +232,22 @@ impl<Q, C> RunQueryDsl<C> for ReturningId<Q> {}
 
 /// Runs an insert of one row and returns the new row's id, for a write that
 /// finds its own row when its outcome is unknown (an instance-mapping
-/// create): `RETURNING id` on PostgreSQL and SQLite (one round trip); on
-/// MySQL the insert and `LAST_INSERT_ID()` (a per-session value, no work for
-/// the server) run as they are, two round trips (MariaDB's `INSERT …
-/// RETURNING` cannot be used through diesel, which reads a prepared
-/// statement's result metadata before executing it, and MariaDB's prepare
-/// reply for it has none: MDEV-27013). Outside a transaction the insert is
+/// create): `RETURNING id`, one round trip, on PostgreSQL, SQLite and
+/// MariaDB (see [`mysql_insert_returning_id`]); on a MySQL server without
+/// it the insert and `LAST_INSERT_ID()` (a per-session value, no work for
+/// the server), two round trips. Outside a transaction the insert is
 /// committed on its own; if the connection is lost before the id is read,
 /// the create's outcome is unknown and its re-run finds the row.
 ///
-/// A macro, so that `$insert` (an expression, evaluated in the arm of the
-/// backend at hand) runs on the inner connection: diesel's
-/// `MultiConnection` renders a statement's whole SQL again on every
-/// execution, the inner connection finds its cached statement by type
-/// (see [`on_inner`]).
+/// `$returning` is the handle's [`MysqlReturning`]. A macro, so that
+/// `$insert` (an expression, evaluated in the arm of the backend at hand)
+/// runs on the inner connection: diesel's `MultiConnection` renders a
+/// statement's whole SQL again on every execution, the inner connection
+/// finds its cached statement by type (see [`on_inner`]).
 macro_rules! insert_returning_id_findable {
-    ($conn:expr, $insert:expr) => {
+    ($conn:expr, $returning:expr, $insert:expr) => {{
+        #[allow(unused_variables)]
+        let returning: &$crate::models::MysqlReturning = $returning;
         match $conn {
             $crate::connection::DbConnection::Sqlite(c) => {
                 diesel::RunQueryDsl::get_result::<i32>($crate::models::ReturningId($insert), c)
@@ -257,26 +257,100 @@ macro_rules! insert_returning_id_findable {
                 diesel::RunQueryDsl::get_result::<i32>($crate::models::ReturningId($insert), c)
             }
             #[cfg(feature = "mysql")]
-            $crate::connection::DbConnection::Mysql(c) => diesel::RunQueryDsl::execute($insert, c)
-                .and_then(|_| $crate::models::mysql_last_insert_id_of(c)),
+            $crate::connection::DbConnection::Mysql(c) => {
+                $crate::models::mysql_insert_returning_id(c, returning, &$insert)
+            }
         }
-    };
+    }};
 }
 pub(crate) use insert_returning_id_findable;
+
+/// Whether this handle's MySQL-protocol server takes `INSERT … RETURNING`
+/// (MariaDB 10.5 and later do, MySQL does not). Assumed until a server
+/// refuses the syntax; from then on, creates on the handle read
+/// `LAST_INSERT_ID()` instead.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) struct MysqlReturning {
+    unsupported: std::sync::atomic::AtomicBool,
+}
+
+/// The new row's id from `<insert> RETURNING id` on MariaDB: one round trip,
+/// as the raw client reading the id from the insert's OK packet.
+///
+/// diesel reads a prepared statement's result metadata before executing
+/// it, and MariaDB's prepare reply for `INSERT … RETURNING` announces no
+/// columns (MDEV-27013), so the first load on a connection fails with "No
+/// metadata exists" before anything is executed. The client library
+/// (MariaDB Connector/C) takes the columns from the first execution's
+/// result and keeps them on the statement, which diesel has cached: so that
+/// first create runs the same statement as a plain execution (the row is
+/// written, the id read with `LAST_INSERT_ID()`), and every later create on
+/// the connection loads the id in one round trip.
+///
+/// After a failed execution (a duplicate uuid, a missing cell, a deadlock)
+/// Connector/C leaves such a statement waiting for the rest of a result
+/// that never comes, and its next execution would block for good; so on
+/// any failure the connection's statement cache is emptied (its statements
+/// closed, prepared again as they are next used). A server that does not
+/// know the syntax (MySQL, MariaDB before 10.5) refuses it at prepare,
+/// before anything is written: the handle then uses `LAST_INSERT_ID()`.
+#[cfg(feature = "mysql")]
+pub(crate) fn mysql_insert_returning_id<Q>(
+    c: &mut diesel::MysqlConnection,
+    returning: &MysqlReturning,
+    insert: &Q,
+) -> QueryResult<i32>
+where
+    Q: QueryFragment<diesel::mysql::Mysql> + QueryId,
+{
+    use diesel::query_dsl::methods::ExecuteDsl;
+    use std::sync::atomic::Ordering;
+
+    if returning.unsupported.load(Ordering::Relaxed) {
+        return ExecuteDsl::execute(insert, c).and_then(|_| mysql_last_insert_id_of(c));
+    }
+    let stmt = ReturningId(insert);
+    let result = match stmt.get_result::<i32>(c) {
+        Err(diesel::result::Error::DeserializationError(e))
+            if e.to_string() == "No metadata exists" =>
+        {
+            // Prepared, not executed: the first use on this connection.
+            tracing::debug!("first use of INSERT … RETURNING on this connection");
+            ExecuteDsl::execute(stmt, c).and_then(|_| mysql_last_insert_id_of(c))
+        }
+        Err(e)
+            if crate::errors::error_code(&e)
+                == Some(crate::errors::ErrorCode::MysqlErrno(1064)) =>
+        {
+            // Refused at prepare: nothing was written.
+            tracing::info!("the server does not take INSERT … RETURNING; reading LAST_INSERT_ID()");
+            returning.unsupported.store(true, Ordering::Relaxed);
+            return ExecuteDsl::execute(insert, c).and_then(|_| mysql_last_insert_id_of(c));
+        }
+        other => other,
+    };
+    if result.is_err() {
+        use diesel::connection::{CacheSize, Connection};
+        c.set_prepared_statement_cache_size(CacheSize::Disabled);
+        c.set_prepared_statement_cache_size(CacheSize::Unbounded);
+    }
+    result
+}
 
 /// [`insert_returning_id_findable`] for the other creates (cells, hosts):
 /// on MySQL the insert and `LAST_INSERT_ID()` run in one transaction (a
 /// savepoint inside a caller's), so a connection lost between them can
 /// never leave a committed row whose create reported a failure.
 macro_rules! insert_returning_id {
-    ($conn:expr, $insert:expr) => {{
+    ($conn:expr, $returning:expr, $insert:expr) => {{
         let conn: &mut $crate::connection::DbConnection = $conn;
         match conn.backend() {
             $crate::url::BackendKind::Mysql => diesel::Connection::transaction(conn, |conn| {
-                $crate::models::insert_returning_id_findable!(conn, $insert)
+                $crate::models::insert_returning_id_findable!(conn, $returning, $insert)
             }),
             $crate::url::BackendKind::Sqlite | $crate::url::BackendKind::Postgres => {
-                $crate::models::insert_returning_id_findable!(conn, $insert)
+                $crate::models::insert_returning_id_findable!(conn, $returning, $insert)
             }
         }
     }};

@@ -172,14 +172,16 @@ pub(crate) fn create(tx: &mut Tx<'_>, new: NewInstanceMapping) -> Result<Instanc
         queued_for_delete,
     });
     let write = |tx: &mut Tx<'_>| -> Result<(i32, Option<CellRow>)> {
-        let id = super::insert_returning_id_findable!(&mut *tx.conn, insert).map_err(|e| {
-            constraint_error(
-                e,
-                &new.instance_uuid,
-                new.cell_mapping.as_ref(),
-                "instance_mapping.create",
-            )
-        })?;
+        let id =
+            super::insert_returning_id_findable!(&mut *tx.conn, &tx.shared.mysql_returning, insert)
+                .map_err(|e| {
+                    constraint_error(
+                        e,
+                        &new.instance_uuid,
+                        new.cell_mapping.as_ref(),
+                        "instance_mapping.create",
+                    )
+                })?;
         let cell = match &new.cell_mapping {
             Some(c) => Some(verified(tx, c)?),
             None => None,
