@@ -148,8 +148,11 @@ impl<'o> CellObjects<'o> {
     }
 }
 
+/// Every value bound (`treat_none_as_default_value = false`: a `None` is
+/// written as NULL, the column's default): diesel never caches an insert
+/// that may write `DEFAULT`, so the statement was prepared on every create.
 #[derive(Insertable)]
-#[diesel(table_name = cell_mappings)]
+#[diesel(table_name = cell_mappings, treat_none_as_default_value = false)]
 struct CellInsert<'a> {
     created_at: NovaTimestamp,
     uuid: &'a str,

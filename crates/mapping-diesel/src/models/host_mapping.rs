@@ -39,8 +39,11 @@ impl HostRow {
     }
 }
 
+/// Every value bound (`treat_none_as_default_value = false`: a `None` is
+/// written as NULL, the column's default): diesel never caches an insert
+/// that may write `DEFAULT`, so the statement was prepared on every create.
 #[derive(Insertable)]
-#[diesel(table_name = host_mappings)]
+#[diesel(table_name = host_mappings, treat_none_as_default_value = false)]
 struct HostInsert<'a> {
     created_at: NovaTimestamp,
     cell_id: i32,

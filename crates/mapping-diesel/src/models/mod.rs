@@ -245,7 +245,10 @@ impl<Q, C> RunQueryDsl<C> for ReturningId<Q> {}
 /// statement's whole SQL again on every execution, the inner connection
 /// finds its cached statement by type (see [`on_inner`]).
 macro_rules! insert_returning_id_findable {
-    ($conn:expr, $returning:expr, $insert:expr) => {{
+    ($conn:expr, $returning:expr, $insert:expr) => {
+        $crate::models::insert_returning_id_findable!(@run false, $conn, $returning, $insert)
+    };
+    (@run $atomic:expr, $conn:expr, $returning:expr, $insert:expr) => {{
         #[allow(unused_variables)]
         let returning: &$crate::models::MysqlReturning = $returning;
         match $conn {
@@ -258,7 +261,7 @@ macro_rules! insert_returning_id_findable {
             }
             #[cfg(feature = "mysql")]
             $crate::connection::DbConnection::Mysql(c) => {
-                $crate::models::mysql_insert_returning_id(c, returning, &$insert)
+                $crate::models::mysql_insert_returning_id(c, returning, &$insert, $atomic)
             }
         }
     }};
@@ -295,20 +298,23 @@ pub(crate) struct MysqlReturning {
 /// closed, prepared again as they are next used). A server that does not
 /// know the syntax (MySQL, MariaDB before 10.5) refuses it at prepare,
 /// before anything is written: the handle then uses `LAST_INSERT_ID()`.
+///
+/// Where the insert is followed by `LAST_INSERT_ID()`, `atomic` runs the
+/// two in one transaction (a savepoint inside a caller's).
 #[cfg(feature = "mysql")]
 pub(crate) fn mysql_insert_returning_id<Q>(
     c: &mut diesel::MysqlConnection,
     returning: &MysqlReturning,
     insert: &Q,
+    atomic: bool,
 ) -> QueryResult<i32>
 where
     Q: QueryFragment<diesel::mysql::Mysql> + QueryId,
 {
-    use diesel::query_dsl::methods::ExecuteDsl;
     use std::sync::atomic::Ordering;
 
     if returning.unsupported.load(Ordering::Relaxed) {
-        return ExecuteDsl::execute(insert, c).and_then(|_| mysql_last_insert_id_of(c));
+        return mysql_execute_then_last_id(c, insert, atomic);
     }
     let stmt = ReturningId(insert);
     let result = match stmt.get_result::<i32>(c) {
@@ -317,7 +323,7 @@ where
         {
             // Prepared, not executed: the first use on this connection.
             tracing::debug!("first use of INSERT … RETURNING on this connection");
-            ExecuteDsl::execute(stmt, c).and_then(|_| mysql_last_insert_id_of(c))
+            mysql_execute_then_last_id(c, stmt, atomic)
         }
         Err(e)
             if crate::errors::error_code(&e)
@@ -326,7 +332,7 @@ where
             // Refused at prepare: nothing was written.
             tracing::info!("the server does not take INSERT … RETURNING; reading LAST_INSERT_ID()");
             returning.unsupported.store(true, Ordering::Relaxed);
-            return ExecuteDsl::execute(insert, c).and_then(|_| mysql_last_insert_id_of(c));
+            return mysql_execute_then_last_id(c, insert, atomic);
         }
         other => other,
     };
@@ -338,22 +344,38 @@ where
     result
 }
 
+/// Executes `insert`, then reads `LAST_INSERT_ID()`; in one transaction
+/// (a savepoint inside a caller's) when `atomic`.
+#[cfg(feature = "mysql")]
+fn mysql_execute_then_last_id<Q>(
+    c: &mut diesel::MysqlConnection,
+    insert: Q,
+    atomic: bool,
+) -> QueryResult<i32>
+where
+    Q: QueryFragment<diesel::mysql::Mysql> + QueryId,
+{
+    use diesel::query_dsl::methods::ExecuteDsl;
+    let run = |c: &mut diesel::MysqlConnection| {
+        ExecuteDsl::execute(insert, c).and_then(|_| mysql_last_insert_id_of(c))
+    };
+    if atomic {
+        diesel::Connection::transaction(c, run)
+    } else {
+        run(c)
+    }
+}
+
 /// [`insert_returning_id_findable`] for the other creates (cells, hosts):
-/// on MySQL the insert and `LAST_INSERT_ID()` run in one transaction (a
-/// savepoint inside a caller's), so a connection lost between them can
-/// never leave a committed row whose create reported a failure.
+/// where MySQL needs `LAST_INSERT_ID()` after the insert (a server without
+/// `INSERT … RETURNING`, or its first use on a connection), the two run in
+/// one transaction (a savepoint inside a caller's), so a connection lost
+/// between them can never leave a committed row whose create reported a
+/// failure.
 macro_rules! insert_returning_id {
-    ($conn:expr, $returning:expr, $insert:expr) => {{
-        let conn: &mut $crate::connection::DbConnection = $conn;
-        match conn.backend() {
-            $crate::url::BackendKind::Mysql => diesel::Connection::transaction(conn, |conn| {
-                $crate::models::insert_returning_id_findable!(conn, $returning, $insert)
-            }),
-            $crate::url::BackendKind::Sqlite | $crate::url::BackendKind::Postgres => {
-                $crate::models::insert_returning_id_findable!(conn, $returning, $insert)
-            }
-        }
-    }};
+    ($conn:expr, $returning:expr, $insert:expr) => {
+        $crate::models::insert_returning_id_findable!(@run true, $conn, $returning, $insert)
+    };
 }
 pub(crate) use insert_returning_id;
 
