@@ -171,6 +171,23 @@ fn new_cell() -> NewCellMapping {
     )
 }
 
+/// A new unscheduled mapping with a fresh uuid in `project`.
+fn fresh(project: &str) -> NewInstanceMapping {
+    NewInstanceMapping::new(uuid::Uuid::new_v4().to_string(), project, "u")
+}
+
+/// Creates a fresh mapping in `project` through `db` and checks that it
+/// reads back as the create returned it.
+fn create_and_read_back(db: &Database, project: &str) {
+    let im = db.instance_mappings().create(fresh(project)).unwrap();
+    assert_eq!(
+        db.instance_mappings()
+            .get_by_instance_uuid(&im.instance_uuid)
+            .unwrap(),
+        im
+    );
+}
+
 /// 1. Writers on all three nodes update the same rows and create new ones:
 ///    certification conflicts are retried, every call ends Ok, and the
 ///    nodes end identical.
@@ -185,14 +202,7 @@ fn multi_writer_conflicts(c: &Cluster) {
     let cells: Vec<_> = (0..3)
         .map(|_| dbs[0].cells().create(new_cell()).unwrap())
         .collect();
-    let shared = dbs[0]
-        .instance_mappings()
-        .create(NewInstanceMapping::new(
-            uuid::Uuid::new_v4().to_string(),
-            "p",
-            "u",
-        ))
-        .unwrap();
+    let shared = dbs[0].instance_mappings().create(fresh("p")).unwrap();
     std::thread::scope(|s| {
         for (n, db) in dbs.iter().enumerate() {
             for w in 0..2 {
@@ -208,11 +218,7 @@ fn multi_writer_conflicts(c: &Cluster) {
                             .save(&im, &InstanceMappingUpdate::new().cell(Some(cell)))
                             .unwrap_or_else(|e| panic!("save on node {}: {e}", n + 1));
                         db.instance_mappings()
-                            .create(NewInstanceMapping::new(
-                                uuid::Uuid::new_v4().to_string(),
-                                "p",
-                                "u",
-                            ))
+                            .create(fresh("p"))
                             .unwrap_or_else(|e| panic!("create on node {}: {e}", n + 1));
                     }
                 });
@@ -405,28 +411,9 @@ fn node_loss(how: &str, dbs: &[Database], victim: usize, survivors: &[String], a
     // The same handles go on working.
     for db in dbs {
         wait_for("the database to answer again", || {
-            db.instance_mappings()
-                .create(NewInstanceMapping::new(
-                    uuid::Uuid::new_v4().to_string(),
-                    "after",
-                    "u",
-                ))
-                .is_ok()
+            db.instance_mappings().create(fresh("after")).is_ok()
         });
-        let im = db
-            .instance_mappings()
-            .create(NewInstanceMapping::new(
-                uuid::Uuid::new_v4().to_string(),
-                "after",
-                "u",
-            ))
-            .unwrap();
-        assert_eq!(
-            db.instance_mappings()
-                .get_by_instance_uuid(&im.instance_uuid)
-                .unwrap(),
-            im
-        );
+        create_and_read_back(db, "after");
     }
     assert_converged(all);
 }
@@ -452,14 +439,7 @@ fn status(db: &Database, var: &str) -> String {
 ///    once with a clear connection error; it serves again once they resume.
 fn partition(urls: &[String]) {
     let db = open(&urls[0], options());
-    let im = db
-        .instance_mappings()
-        .create(NewInstanceMapping::new(
-            uuid::Uuid::new_v4().to_string(),
-            "part",
-            "u",
-        ))
-        .unwrap();
+    let im = db.instance_mappings().create(fresh("part")).unwrap();
     script("pause 2");
     script("pause 3");
     // Resume them whatever happens below.
@@ -476,11 +456,7 @@ fn partition(urls: &[String]) {
         status(&admin, "wsrep_ready") == "OFF"
     });
     let start = Instant::now();
-    let write = db.instance_mappings().create(NewInstanceMapping::new(
-        uuid::Uuid::new_v4().to_string(),
-        "part",
-        "u",
-    ));
+    let write = db.instance_mappings().create(fresh("part"));
     let write_took = start.elapsed();
     let start = Instant::now();
     let read = db
@@ -512,20 +488,7 @@ fn partition(urls: &[String]) {
         status(&admin, "wsrep_ready") == "ON" && status(&admin, "wsrep_cluster_size") == "3"
     });
     // The same handle works again.
-    let again = db
-        .instance_mappings()
-        .create(NewInstanceMapping::new(
-            uuid::Uuid::new_v4().to_string(),
-            "part",
-            "u",
-        ))
-        .unwrap();
-    assert_eq!(
-        db.instance_mappings()
-            .get_by_instance_uuid(&again.instance_uuid)
-            .unwrap(),
-        again
-    );
+    create_and_read_back(&db, "part");
     assert_converged(urls);
 }
 

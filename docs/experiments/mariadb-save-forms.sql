@@ -5,7 +5,9 @@
 -- Forms: 1 the raw baseline's UPDATE; 9 form 1 with five more parameters;
 -- 3 the compare-and-set on the instance's own columns; 10 form 3 with plain
 -- `=`; 8 form 3 joined with the cell on id and uuid; 2 the library's
--- statement (schedule_one: cell joined on all its columns).
+-- statement before 2026-11-30 (schedule_one: cell joined on all its
+-- columns); 11 form 3 found by primary key, the uuid compared exactly (the
+-- library's form since).
 INSERT INTO cell_mappings (created_at, uuid, name, transport_url, database_connection, disabled) VALUES
  ('2026-01-01 00:00:00', '11111111-1111-1111-1111-111111111111', 'cell1', 'rabbit://nova:secret@mq1:5672/', 'mysql+pymysql://nova:secret@db1/nova', 0),
  ('2026-01-01 00:00:00', '22222222-2222-2222-2222-222222222222', 'cell2', 'rabbit://nova:secret@mq2:5672/', 'mysql+pymysql://nova:secret@db2/nova', 0);
@@ -25,6 +27,7 @@ BEGIN
   ELSEIF form = 10 THEN PREPARE s FROM 'UPDATE instance_mappings SET instance_mappings.updated_at = ?, instance_mappings.cell_id = ? WHERE instance_mappings.instance_uuid = ? AND instance_mappings.instance_uuid = ? AND instance_mappings.id = ? AND instance_mappings.project_id = ? AND instance_mappings.user_id = ? AND instance_mappings.queued_for_delete IS NOT TRUE AND instance_mappings.created_at = ? AND instance_mappings.updated_at IS NULL';
   ELSEIF form = 8 THEN PREPARE s FROM 'UPDATE instance_mappings INNER JOIN cell_mappings ON cell_mappings.id = ? AND CAST(cell_mappings.uuid AS BINARY) = ? AND ? IS NOT NULL AND ? IS NOT NULL AND ? IS NOT NULL AND ? IS NOT NULL SET instance_mappings.updated_at = ?, instance_mappings.cell_id = ? WHERE instance_mappings.instance_uuid = ? AND CAST(instance_mappings.instance_uuid AS BINARY) = ? AND instance_mappings.id = ? AND CAST(instance_mappings.project_id AS BINARY) = ? AND CAST(instance_mappings.user_id AS BINARY) = ? AND instance_mappings.queued_for_delete IS NOT TRUE AND instance_mappings.created_at = ? AND instance_mappings.updated_at IS NULL';
   ELSEIF form = 2 THEN PREPARE s FROM 'UPDATE instance_mappings INNER JOIN cell_mappings ON cell_mappings.id = ? AND CAST(cell_mappings.uuid AS BINARY) = ? AND CAST(cell_mappings.name AS BINARY) = ? AND SHA2(COALESCE(cell_mappings.transport_url, ''''), 256) = ? AND SHA2(COALESCE(cell_mappings.database_connection, ''''), 256) = ? AND cell_mappings.disabled IS NOT TRUE AND cell_mappings.created_at = ? AND cell_mappings.updated_at IS NULL SET instance_mappings.updated_at = ?, instance_mappings.cell_id = ? WHERE instance_mappings.instance_uuid = ? AND CAST(instance_mappings.instance_uuid AS BINARY) = ? AND instance_mappings.id = ? AND CAST(instance_mappings.project_id AS BINARY) = ? AND CAST(instance_mappings.user_id AS BINARY) = ? AND instance_mappings.queued_for_delete IS NOT TRUE AND instance_mappings.created_at = ? AND instance_mappings.updated_at IS NULL';
+  ELSEIF form = 11 THEN PREPARE s FROM 'UPDATE instance_mappings SET instance_mappings.updated_at = ?, instance_mappings.cell_id = ? WHERE instance_mappings.id = ? AND CAST(instance_mappings.instance_uuid AS BINARY) = ? AND CAST(instance_mappings.project_id AS BINARY) = ? AND CAST(instance_mappings.user_id AS BINARY) = ? AND instance_mappings.queued_for_delete IS NOT TRUE AND instance_mappings.created_at = ? AND instance_mappings.updated_at IS NULL';
   END IF;
   SET @t0 = NOW(6);
   WHILE i < n DO
@@ -37,6 +40,7 @@ BEGIN
         @ca = '2026-01-01 00:00:00', @p = 'proj', @us = 'user';
     IF form = 1 THEN EXECUTE s USING @now, @cell, @u;
     ELSEIF form IN (2, 8) THEN EXECUTE s USING @cell, @cu, @cn, @tu, @dc, @ca, @now, @cell, @u, @u, @rid, @p, @us, @ca;
+    ELSEIF form = 11 THEN EXECUTE s USING @now, @cell, @rid, @u, @p, @us, @ca;
     ELSE EXECUTE s USING @now, @cell, @u, @u, @rid, @p, @us, @ca;
     END IF;
     IF ROW_COUNT() <> 1 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no row matched'; END IF;

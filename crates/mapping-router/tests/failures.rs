@@ -19,6 +19,33 @@ use mapping_router::{CellResult, CellResults, Router, RouterError, RouterOptions
 use mapping_testkit::{BackendKind, TestDb};
 use uuid::Uuid;
 
+/// `#[test]`s named per backend, each running `$body` with that backend
+/// (the server backends only when their feature is on).
+macro_rules! per_backend {
+    ($body:ident: $(sqlite $s:ident,)? $(postgres $p:ident,)? $(mysql $m:ident)?) => {
+        $(
+            #[test]
+            fn $s() {
+                $body(BackendKind::Sqlite);
+            }
+        )?
+        $(
+            #[cfg(feature = "postgres")]
+            #[test]
+            fn $p() {
+                $body(BackendKind::Postgres);
+            }
+        )?
+        $(
+            #[cfg(feature = "mysql")]
+            #[test]
+            fn $m() {
+                $body(BackendKind::Mysql);
+            }
+        )?
+    };
+}
+
 fn count(conn: &mut DbConnection) -> QueryResult<i64> {
     instances::table.count().get_result(conn)
 }
@@ -115,22 +142,7 @@ fn refused(backend: BackendKind) {
     assert!(!format!("{err:?}").contains(secret));
 }
 
-#[test]
-fn refused_sqlite() {
-    refused(BackendKind::Sqlite);
-}
-
-#[cfg(feature = "postgres")]
-#[test]
-fn refused_postgres() {
-    refused(BackendKind::Postgres);
-}
-
-#[cfg(feature = "mysql")]
-#[test]
-fn refused_mysql() {
-    refused(BackendKind::Mysql);
-}
+per_backend!(refused: sqlite refused_sqlite, postgres refused_postgres, mysql refused_mysql);
 
 /// A TCP listener that accepts connections and never says a word, until dropped.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -203,17 +215,7 @@ fn silent(backend: BackendKind) {
     drop(server);
 }
 
-#[cfg(feature = "postgres")]
-#[test]
-fn silent_server_postgres() {
-    silent(BackendKind::Postgres);
-}
-
-#[cfg(feature = "mysql")]
-#[test]
-fn silent_server_mysql() {
-    silent(BackendKind::Mysql);
-}
+per_backend!(silent: postgres silent_server_postgres, mysql silent_server_mysql);
 
 /// The closure of the lock tests: a write that waits for the test's lock.
 fn touch(conn: &mut DbConnection) -> QueryResult<usize> {
