@@ -182,6 +182,11 @@ impl Database {
         &self.shared.options
     }
 
+    /// See `__private::without_insert_returning`.
+    pub(crate) fn forget_insert_returning(&self) {
+        self.shared.mysql_returning.set_unsupported();
+    }
+
     /// Counters since the database was opened.
     pub fn stats(&self) -> Stats {
         Stats {

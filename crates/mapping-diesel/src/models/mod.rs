@@ -278,6 +278,14 @@ pub(crate) struct MysqlReturning {
     unsupported: std::sync::atomic::AtomicBool,
 }
 
+impl MysqlReturning {
+    /// From now on, read `LAST_INSERT_ID()` (a server refused the syntax).
+    pub(crate) fn set_unsupported(&self) {
+        self.unsupported
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The new row's id from `<insert> RETURNING id` on MariaDB: one round trip,
 /// as the raw client reading the id from the insert's OK packet.
 ///
@@ -331,7 +339,7 @@ where
         {
             // Refused at prepare: nothing was written.
             tracing::info!("the server does not take INSERT … RETURNING; reading LAST_INSERT_ID()");
-            returning.unsupported.store(true, Ordering::Relaxed);
+            returning.set_unsupported();
             return mysql_execute_then_last_id(c, insert, atomic);
         }
         other => other,
