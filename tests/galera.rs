@@ -25,6 +25,7 @@ use cell_mappings::{
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::Text;
 use diesel::{QueryableByName, RunQueryDsl};
+use mapping_testkit::new_instance;
 
 /// The connect timeout the tests run with.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -171,15 +172,13 @@ fn new_cell() -> NewCellMapping {
     )
 }
 
-/// A new unscheduled mapping with a fresh uuid in `project`.
-fn fresh(project: &str) -> NewInstanceMapping {
-    NewInstanceMapping::new(uuid::Uuid::new_v4().to_string(), project, "u")
-}
-
 /// Creates a fresh mapping in `project` through `db` and checks that it
 /// reads back as the create returned it.
 fn create_and_read_back(db: &Database, project: &str) {
-    let im = db.instance_mappings().create(fresh(project)).unwrap();
+    let im = db
+        .instance_mappings()
+        .create(new_instance(project, "u"))
+        .unwrap();
     assert_eq!(
         db.instance_mappings()
             .get_by_instance_uuid(&im.instance_uuid)
@@ -202,7 +201,10 @@ fn multi_writer_conflicts(c: &Cluster) {
     let cells: Vec<_> = (0..3)
         .map(|_| dbs[0].cells().create(new_cell()).unwrap())
         .collect();
-    let shared = dbs[0].instance_mappings().create(fresh("p")).unwrap();
+    let shared = dbs[0]
+        .instance_mappings()
+        .create(new_instance("p", "u"))
+        .unwrap();
     std::thread::scope(|s| {
         for (n, db) in dbs.iter().enumerate() {
             for w in 0..2 {
@@ -218,7 +220,7 @@ fn multi_writer_conflicts(c: &Cluster) {
                             .save(&im, &InstanceMappingUpdate::new().cell(Some(cell)))
                             .unwrap_or_else(|e| panic!("save on node {}: {e}", n + 1));
                         db.instance_mappings()
-                            .create(fresh("p"))
+                            .create(new_instance("p", "u"))
                             .unwrap_or_else(|e| panic!("create on node {}: {e}", n + 1));
                     }
                 });
@@ -411,7 +413,9 @@ fn node_loss(how: &str, dbs: &[Database], victim: usize, survivors: &[String], a
     // The same handles go on working.
     for db in dbs {
         wait_for("the database to answer again", || {
-            db.instance_mappings().create(fresh("after")).is_ok()
+            db.instance_mappings()
+                .create(new_instance("after", "u"))
+                .is_ok()
         });
         create_and_read_back(db, "after");
     }
@@ -439,7 +443,10 @@ fn status(db: &Database, var: &str) -> String {
 ///    once with a clear connection error; it serves again once they resume.
 fn partition(urls: &[String]) {
     let db = open(&urls[0], options());
-    let im = db.instance_mappings().create(fresh("part")).unwrap();
+    let im = db
+        .instance_mappings()
+        .create(new_instance("part", "u"))
+        .unwrap();
     script("pause 2");
     script("pause 3");
     // Resume them whatever happens below.
@@ -456,7 +463,7 @@ fn partition(urls: &[String]) {
         status(&admin, "wsrep_ready") == "OFF"
     });
     let start = Instant::now();
-    let write = db.instance_mappings().create(fresh("part"));
+    let write = db.instance_mappings().create(new_instance("part", "u"));
     let write_took = start.elapsed();
     let start = Instant::now();
     let read = db

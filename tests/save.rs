@@ -28,6 +28,24 @@ fn save(
     (saved, t.stats().save_rechecks - before)
 }
 
+/// A cell with these URLs, and a mapping placed in it.
+fn mapping_in_cell_with(
+    t: &TestDb,
+    transport_url: &str,
+    database_connection: &str,
+) -> (CellMapping, InstanceMapping) {
+    let cell = t
+        .cells()
+        .create(NewCellMapping::new(
+            uuid(),
+            transport_url,
+            database_connection,
+        ))
+        .expect("cell");
+    let im = t.instance(Some(&cell), "p", "u");
+    (cell, im)
+}
+
 backend_tests! {
     fn a_fresh_object_is_saved_without_a_read_back(t) {
         let cell = t.cell();
@@ -148,10 +166,9 @@ backend_tests! {
 
     fn cells_with_non_ascii_urls_are_compared_exactly(t) {
         // The servers compare the URLs by digest of their UTF-8 bytes.
-        let cell = t.cells().create(
-            NewCellMapping::new(uuid(), "rabbit://nova:pässwörd€@mq/", "mysql+pymysql://nova:ü@db/nova")
-        ).unwrap();
-        let im = t.instance(Some(&cell), "p", "u");
+        let (cell, im) = mapping_in_cell_with(
+            t, "rabbit://nova:pässwörd€@mq/", "mysql+pymysql://nova:ü@db/nova",
+        );
         let (saved, rechecks) = save(t, &im, &InstanceMappingUpdate::new().queued_for_delete(true));
         assert_eq!(rechecks, 0);
         assert_eq!(saved.cell_mapping, Some(cell.clone()));
@@ -167,10 +184,7 @@ backend_tests! {
 
     fn a_templated_cell_is_read_back(t) {
         // Stored raw, read expanded: not comparable in SQL.
-        let cell = t.cells().create(
-            NewCellMapping::new(uuid(), "rabbit://{username}:{password}@mq/", "sqlite://")
-        ).unwrap();
-        let im = t.instance(Some(&cell), "p", "u");
+        let (cell, im) = mapping_in_cell_with(t, "rabbit://{username}:{password}@mq/", "sqlite://");
         let (saved, rechecks) = save(t, &im, &InstanceMappingUpdate::new().queued_for_delete(true));
         assert_eq!(rechecks, 1);
         assert_eq!(saved.cell_mapping, Some(cell));

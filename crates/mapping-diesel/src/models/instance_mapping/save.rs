@@ -267,7 +267,8 @@ fn saved(
     saved
 }
 
-/// `UPDATE instance_mappings SET … WHERE instance_uuid = ? …`, cached by its
+/// `UPDATE instance_mappings SET … WHERE …` (the fast path by `id` with the
+/// uuid compared exactly, the general path by `instance_uuid`), cached by its
 /// text (see the module's note).
 struct SaveUpdate<'a> {
     changes: InstanceChanges<'a>,
