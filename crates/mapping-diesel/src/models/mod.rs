@@ -253,7 +253,7 @@ macro_rules! insert_returning_id_findable {
         let returning: &$crate::models::MysqlReturning = $returning;
         match $conn {
             $crate::connection::DbConnection::Sqlite(c) => {
-                diesel::RunQueryDsl::get_result::<i32>($crate::models::ReturningId($insert), c)
+                $crate::models::sqlite_insert_returning_id(c, $insert)
             }
             #[cfg(feature = "postgres")]
             $crate::connection::DbConnection::Postgres(c) => {
@@ -267,6 +267,34 @@ macro_rules! insert_returning_id_findable {
     }};
 }
 pub(crate) use insert_returning_id_findable;
+
+/// The new row's id from `<insert> RETURNING id` on SQLite, the statement
+/// stepped to its end.
+///
+/// SQLite runs a connection's WAL auto-checkpoint only when a statement's
+/// step reports that it is done. Read for its first row alone (diesel's
+/// `get_result`) and then reset, an autocommit insert commits without that
+/// step, so no create ever checkpointed: the WAL file grew by about 24 kB
+/// per create without bound (434 MB after 20,000 creates), every reader
+/// had to search it, and the next statement that did finish (a save) paid
+/// for the whole backlog at once (0.4 s). `tests/sqlite_wal.rs` checks that
+/// the WAL stays bounded.
+pub(crate) fn sqlite_insert_returning_id<'q, Q>(
+    c: &mut diesel::SqliteConnection,
+    insert: Q,
+) -> QueryResult<i32>
+where
+    ReturningId<Q>: diesel::query_dsl::LoadQuery<'q, diesel::SqliteConnection, i32>,
+{
+    let ids: Vec<i32> = RunQueryDsl::load(ReturningId(insert), c)?;
+    match ids[..] {
+        [id] => Ok(id),
+        [] => Err(diesel::result::Error::NotFound),
+        _ => Err(diesel::result::Error::DeserializationError(
+            "an insert of one row returned more than one id".into(),
+        )),
+    }
+}
 
 /// Whether this handle's MySQL-protocol server takes `INSERT … RETURNING`
 /// (MariaDB 10.5 and later do, MySQL does not). Assumed until a server
