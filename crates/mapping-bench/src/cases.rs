@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use mapping_diesel::__private::rows_per_statement;
 use mapping_diesel::{BackendKind, Database};
-use mapping_model::{InstanceMapping, InstanceMappingUpdate, NewInstanceMapping};
+use mapping_model::{CellMapping, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping};
 use mapping_testkit::uuid;
 
 use crate::harness::{fmt_ns, pair, single, Plan, Stats};
 use crate::raw::{self, Raw, RawRow};
-use crate::setup::{now_text, Data, Rng};
+use crate::setup::{now_text, timestamp_text, Data, Rng};
 use crate::{Measured, Report, BULK, CELLS, PER_PROJECT};
 
 #[allow(clippy::too_many_arguments)]
@@ -143,10 +143,11 @@ pub(crate) fn run_cases(
         );
         report.memory.push((backend, size, m));
     }
-    if want("create_one") || want("schedule_one") {
-        // Create one (unscheduled) mapping; the new rows feed the next case.
+    if want("create_one") || want("schedule_one") || want("schedule_same") {
+        // Create one (unscheduled) mapping; the new rows feed the next cases.
         let created_obj = std::cell::RefCell::new(Vec::<InstanceMapping>::new());
-        let created_raw = std::cell::RefCell::new(Vec::<String>::new());
+        // The raw side's rows: uuid, id, created_at as sent.
+        let created_raw = std::cell::RefCell::new(Vec::<(String, i64, String)>::new());
         let cap = if quick { 400 } else { 20_000 };
         push(
             "create_one",
@@ -162,37 +163,64 @@ pub(crate) fn run_cases(
                 },
                 || {
                     let u = uuid();
-                    let id = raw.borrow_mut().insert_one(
-                        &u,
-                        "bench-new",
-                        "user-new",
-                        &now_text(backend),
-                    );
-                    created_raw.borrow_mut().push(u);
+                    let now = now_text(backend);
+                    let id = raw
+                        .borrow_mut()
+                        .insert_one(&u, "bench-new", "user-new", &now);
+                    created_raw.borrow_mut().push((u, id, now));
                     id
                 },
             ),
         );
 
-        // Schedule one: assign its cell.
+        // Schedule one: assign its cell. With both scheduling cases, each
+        // takes half of the created rows.
+        let both = want("schedule_one") && want("schedule_same");
         let pool = created_obj.borrow().len().min(created_raw.borrow().len()) as u64;
+        let pool = if both { pool / 2 } else { pool };
         let cell = &data.cells[0];
         let update = InstanceMappingUpdate::new().cell(Some(cell));
-        push(
-            "schedule_one",
-            1,
-            pair(
-                plan.at_most(pool),
-                || {
-                    let m = created_obj.borrow_mut().pop().expect("a created mapping");
-                    db.instance_mappings().save(&m, &update).expect("schedule");
-                },
-                || {
-                    let u = created_raw.borrow_mut().pop().expect("a created uuid");
+        let object_side = || {
+            let m = created_obj.borrow_mut().pop().expect("a created mapping");
+            db.instance_mappings().save(&m, &update).expect("schedule");
+        };
+        if want("schedule_one") {
+            // The raw side: the bare keyed `UPDATE`, which checks nothing.
+            push(
+                "schedule_one",
+                1,
+                pair(plan.at_most(pool), object_side, || {
+                    let (u, _, _) = created_raw.borrow_mut().pop().expect("a created row");
                     raw.borrow_mut().schedule(&u, cell.id, &now_text(backend))
-                },
-            ),
-        );
+                }),
+            );
+        }
+        if want("schedule_same") {
+            // The raw side runs the object API's own statement (the cell
+            // checked, the row compared), binding the same values: what the
+            // library adds over the driver for the same work.
+            let sample = created_obj.borrow().last().cloned();
+            let sql = sample.and_then(|m| {
+                mapping_diesel::__private::save_statement_sql(db, &m, &update).expect("render")
+            });
+            match sql {
+                None => eprintln!("   {size:>8} schedule_same    (no one-statement save here)"),
+                Some(sql) => {
+                    raw.borrow_mut().prepare_save(&sql);
+                    let mut same = SameSave::new(backend, cell);
+                    push(
+                        "schedule_same",
+                        1,
+                        pair(plan.at_most(pool), object_side, || {
+                            let (u, id, created) =
+                                created_raw.borrow_mut().pop().expect("a created row");
+                            let n = same.run(&mut **raw.borrow_mut(), &u, id, &created);
+                            assert_eq!(n, 1, "the raw save matched no row: {sql}");
+                        }),
+                    );
+                }
+            }
+        }
     }
     if want("bulk_create_10k") {
         // Bulk create of 10,000 mappings in one transaction (removed again,
@@ -366,4 +394,81 @@ pub(crate) fn explain(backend: BackendKind, raw: &mut dyn Raw, data: &Data, repo
         };
         report.explains.push((backend, what, shown, rows));
     }
+}
+
+/// The raw side of `schedule_same`: binds, in the library's order, the
+/// values of the object API's one-statement save of a created (unscheduled)
+/// mapping into `cell`, computing the URL digests on each call as the
+/// library does.
+struct SameSave {
+    backend: BackendKind,
+    cell_id: i32,
+    cell_uuid: String,
+    name: Option<String>,
+    transport_url: String,
+    database_connection: String,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+impl SameSave {
+    fn new(backend: BackendKind, cell: &CellMapping) -> Self {
+        let stored = |t: Option<chrono::NaiveDateTime>| t.map(|t| timestamp_text(backend, t));
+        Self {
+            backend,
+            cell_id: cell.id,
+            cell_uuid: cell.uuid.hyphenated().to_string(),
+            name: cell.name.clone(),
+            transport_url: cell.transport_url.clone(),
+            database_connection: cell.database_connection.clone(),
+            created_at: stored(cell.created_at),
+            updated_at: stored(cell.updated_at),
+        }
+    }
+
+    fn run(&mut self, raw: &mut dyn Raw, uuid: &str, id: i64, created: &str) -> usize {
+        use raw::Param::{Int, Text};
+        let now = now_text(self.backend);
+        // The servers compare the URLs by digest (the statement carries no
+        // password); SQLite compares them as they are.
+        let (t, d) = match self.backend {
+            BackendKind::Sqlite => (self.transport_url.clone(), self.database_connection.clone()),
+            _ => (
+                sha256_hex(&self.transport_url),
+                sha256_hex(&self.database_connection),
+            ),
+        };
+        let mut cell = vec![Int(self.cell_id), Text(&self.cell_uuid)];
+        cell.extend(self.name.as_deref().map(Text));
+        cell.extend([Text(&t), Text(&d)]);
+        cell.extend(self.created_at.as_deref().map(Text));
+        cell.extend(self.updated_at.as_deref().map(Text));
+        let id = i32::try_from(id).expect("an id that fits the column");
+        let set = [Text(&now), Int(self.cell_id)];
+        let row = [
+            Int(id),
+            Text(uuid),
+            Text("bench-new"),
+            Text("user-new"),
+            Text(created),
+        ];
+        let params: Vec<raw::Param<'_>> = match self.backend {
+            // MariaDB joins the cell first: `UPDATE … JOIN cell_mappings ON …`.
+            BackendKind::Mysql => cell.iter().chain(&set).chain(&row).copied().collect(),
+            _ => set.iter().chain(&row).chain(&cell).copied().collect(),
+        };
+        raw.save_same(&params)
+    }
+}
+
+/// The lowercase hex SHA-256 digest of `text`'s UTF-8 bytes.
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(text.as_bytes()) {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
 }

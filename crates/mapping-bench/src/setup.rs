@@ -24,10 +24,15 @@ impl Rng {
 }
 
 pub(crate) fn now_text(backend: BackendKind) -> String {
-    let now = chrono::Utc::now().naive_utc();
+    timestamp_text(backend, chrono::Utc::now().naive_utc())
+}
+
+/// A timestamp as the raw side sends it for `backend` (whole seconds on
+/// MySQL/MariaDB, whose `DATETIME` columns keep no fraction).
+pub(crate) fn timestamp_text(backend: BackendKind, t: chrono::NaiveDateTime) -> String {
     match backend {
-        BackendKind::Mysql => now.format("%Y-%m-%d %H:%M:%S").to_string(),
-        _ => now.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        BackendKind::Mysql => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        _ => t.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
     }
 }
 

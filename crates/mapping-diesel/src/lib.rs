@@ -85,6 +85,18 @@ pub mod __private {
         db.forget_insert_returning();
     }
 
+    /// The SQL text of the one statement that saves `update` over
+    /// `mapping` (the stored row) on `db`'s backend, or `None` when such a
+    /// save takes more than one statement: for the benchmark's raw
+    /// baseline, which runs the same statement through the bare driver.
+    pub fn save_statement_sql(
+        db: &crate::Database,
+        mapping: &mapping_model::InstanceMapping,
+        update: &mapping_model::InstanceMappingUpdate,
+    ) -> crate::Result<Option<String>> {
+        crate::models::instance_mapping::fast_path_sql(db.backend(), mapping, update)
+    }
+
     /// Nova's timestamp codec, for the cell databases' tables that
     /// `mapping-cellv2` and the testkit read and write.
     pub mod timestamp {

@@ -37,6 +37,15 @@ pub struct RawRow {
     pub user: String,
 }
 
+/// A value bound to the statement of [`Raw::save_same`].
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    /// An integer (an id).
+    Int(i32),
+    /// Text (uuids, names, digests, timestamps as the backend stores them).
+    Text(&'a str),
+}
+
 /// One thin client; every method runs a statement prepared once.
 pub trait Raw {
     /// One mapping with its cell; returns the number of non-NULL columns read.
@@ -47,6 +56,12 @@ pub trait Raw {
     fn insert_one(&mut self, uuid: &str, project: &str, user: &str, now: &str) -> i64;
     /// Assigns a cell to a mapping; returns the rows changed.
     fn schedule(&mut self, uuid: &str, cell_id: i32, now: &str) -> usize;
+    /// Prepares `sql`, the object API's own one-statement save (its text
+    /// from the library), for [`Raw::save_same`].
+    fn prepare_save(&mut self, sql: &str);
+    /// Runs the statement of [`Raw::prepare_save`] with `params` in order;
+    /// returns the rows changed.
+    fn save_same(&mut self, params: &[Param<'_>]) -> usize;
     /// Inserts rows in one transaction, `per_statement` rows per multi-row insert.
     fn bulk_insert(&mut self, rows: &[RawRow], per_statement: usize, now: &str) -> usize;
     /// Counts of the project's and the user's mappings not queued for delete.

@@ -8,7 +8,7 @@ use std::ptr;
 
 use mysqlclient_sys as ffi;
 
-use super::{bulk_sql, marks, RawRow, COLUMNS, FROM};
+use super::{bulk_sql, marks, Param, RawRow, COLUMNS, FROM};
 
 const MYSQL_NO_DATA: i32 = 100;
 const MYSQL_DATA_TRUNCATED: i32 = 101;
@@ -150,6 +150,8 @@ pub struct MysqlRaw {
     many: Stmt,
     insert: Stmt,
     schedule: Stmt,
+    /// The object API's own save statement (`prepare_save`).
+    save: Option<Stmt>,
     count_project: Stmt,
     count_user: Stmt,
     list: Stmt,
@@ -263,6 +265,7 @@ impl MysqlRaw {
                 conn,
                 &format!("SELECT {COLUMNS} FROM {FROM} WHERE instance_mappings.project_id = ?"),
             ),
+            save: None,
             bulk: None,
             conn,
             _handle: Conn(conn),
@@ -342,6 +345,21 @@ impl super::Raw for MysqlRaw {
 
     fn schedule(&mut self, uuid: &str, cell_id: i32, now: &str) -> usize {
         self.schedule.run(&[P::S(now), P::I(cell_id), P::S(uuid)])
+    }
+
+    fn prepare_save(&mut self, sql: &str) {
+        self.save = Some(prepare(self.conn, sql));
+    }
+
+    fn save_same(&mut self, params: &[Param<'_>]) -> usize {
+        let params: Vec<P<'_>> = params
+            .iter()
+            .map(|p| match *p {
+                Param::Int(i) => P::I(i),
+                Param::Text(t) => P::S(t),
+            })
+            .collect();
+        self.save.as_mut().expect("prepare_save first").run(&params)
     }
 
     fn bulk_insert(&mut self, rows: &[RawRow], per_statement: usize, now: &str) -> usize {

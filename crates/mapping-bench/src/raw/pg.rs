@@ -7,7 +7,7 @@ use std::ptr;
 
 use pq_sys::*;
 
-use super::{bulk_sql, dollar, RawRow, COLUMNS, FROM};
+use super::{bulk_sql, dollar, Param, RawRow, COLUMNS, FROM};
 
 /// A libpq connection with its statements prepared.
 pub struct PgRaw {
@@ -47,6 +47,13 @@ impl PgResult {
                 Some(CStr::from_ptr(v).to_string_lossy().into_owned())
             }
         }
+    }
+
+    /// The rows a write changed.
+    fn changed(&self) -> usize {
+        // SAFETY: a valid result; libpq returns "" for a statement without a count.
+        let tuples = unsafe { CStr::from_ptr(PQcmdTuples(self.0)) };
+        tuples.to_string_lossy().parse().unwrap_or(0)
     }
 
     /// Reads every value of every row; returns the rows.
@@ -204,10 +211,30 @@ impl super::Raw for PgRaw {
 
     fn schedule(&mut self, uuid: &str, cell_id: i32, now: &str) -> usize {
         let cell = cell_id.to_string();
-        let r = self.exec("schedule", &[now, &cell, uuid]);
-        // SAFETY: a valid result.
-        let tuples = unsafe { CStr::from_ptr(PQcmdTuples(r.0)) };
-        tuples.to_string_lossy().parse().unwrap_or(0)
+        self.exec("schedule", &[now, &cell, uuid]).changed()
+    }
+
+    fn prepare_save(&mut self, sql: &str) {
+        self.prepare("save", sql);
+    }
+
+    fn save_same(&mut self, params: &[Param<'_>]) -> usize {
+        let ints: Vec<String> = params
+            .iter()
+            .map(|p| match p {
+                Param::Int(i) => i.to_string(),
+                Param::Text(_) => String::new(),
+            })
+            .collect();
+        let text: Vec<&str> = params
+            .iter()
+            .zip(&ints)
+            .map(|(p, i)| match p {
+                Param::Int(_) => i.as_str(),
+                Param::Text(t) => t,
+            })
+            .collect();
+        self.exec("save", &text).changed()
     }
 
     fn bulk_insert(&mut self, rows: &[RawRow], per_statement: usize, now: &str) -> usize {

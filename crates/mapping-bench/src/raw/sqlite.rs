@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, Statement};
 
-use super::{bulk_sql, marks, RawRow, COLUMNS, FROM};
+use super::{bulk_sql, marks, Param, RawRow, COLUMNS, FROM};
 
 /// A rusqlite connection and its prepared statements.
 pub struct SqliteRaw {
@@ -12,6 +12,8 @@ pub struct SqliteRaw {
     many: Statement<'static>,
     insert: Statement<'static>,
     schedule: Statement<'static>,
+    /// The object API's own save statement (`prepare_save`).
+    save: Option<Statement<'static>>,
     count_project: Statement<'static>,
     count_user: Statement<'static>,
     list: Statement<'static>,
@@ -111,6 +113,7 @@ impl SqliteRaw {
             list: p(&format!(
                 "SELECT {COLUMNS} FROM {FROM} WHERE instance_mappings.project_id = ?"
             )),
+            save: None,
             bulk: None,
             keep: super::keep_rows(),
             conn,
@@ -136,15 +139,45 @@ impl super::Raw for SqliteRaw {
     }
 
     fn insert_one(&mut self, uuid: &str, project: &str, user: &str, now: &str) -> i64 {
-        self.insert
-            .query_row(params![now, uuid, project, user], |r| r.get(0))
+        let mut rows = self
+            .insert
+            .query(params![now, uuid, project, user])
+            .expect("insert");
+        let id = rows
+            .next()
             .expect("insert")
+            .expect("an id")
+            .get(0)
+            .expect("id");
+        // Stepped to its end, as the library does: SQLite runs its WAL
+        // auto-checkpoint only then (see `sqlite_insert_returning_id`).
+        while rows.next().expect("insert").is_some() {}
+        id
     }
 
     fn schedule(&mut self, uuid: &str, cell_id: i32, now: &str) -> usize {
         self.schedule
             .execute(params![now, cell_id, uuid])
             .expect("schedule")
+    }
+
+    fn prepare_save(&mut self, sql: &str) {
+        self.save = Some(self.conn.prepare(sql).expect("save statement"));
+    }
+
+    fn save_same(&mut self, params: &[Param<'_>]) -> usize {
+        let values: Vec<&dyn rusqlite::ToSql> = params
+            .iter()
+            .map(|p| match p {
+                Param::Int(i) => i as &dyn rusqlite::ToSql,
+                Param::Text(t) => t as &dyn rusqlite::ToSql,
+            })
+            .collect();
+        self.save
+            .as_mut()
+            .expect("prepare_save first")
+            .execute(values.as_slice())
+            .expect("save")
     }
 
     fn bulk_insert(&mut self, rows: &[RawRow], per_statement: usize, now: &str) -> usize {

@@ -19,7 +19,7 @@ mod repo;
 mod save;
 mod uncertain;
 pub use repo::InstanceMappings;
-pub(crate) use save::save;
+pub(crate) use save::{fast_path_sql, save};
 use uncertain::settle;
 pub(crate) use uncertain::{PendingCreate, UncertainCreates};
 

@@ -44,16 +44,7 @@ pub(crate) fn save(
     }
     let now = tx.now();
     let new_cell = update.cell_mapping.as_ref().and_then(Option::as_ref);
-    let changes = InstanceChanges {
-        updated_at: NovaTimestamp(now),
-        cell_id: update
-            .cell_mapping
-            .as_ref()
-            .map(|c| c.as_ref().map(|c| c.id)),
-        project_id: update.project_id.as_deref(),
-        user_id: update.user_id.as_deref(),
-        queued_for_delete: update.queued_for_delete,
-    };
+    let changes = InstanceChanges::of(update, now);
     let backend = tx.conn.backend();
     let cell_uuid = new_cell
         .map(|c| c.uuid.to_canonical("cell_mapping"))
@@ -131,6 +122,78 @@ struct InstanceChanges<'a> {
     project_id: Option<&'a str>,
     user_id: Option<&'a str>,
     queued_for_delete: Option<bool>,
+}
+
+impl<'a> InstanceChanges<'a> {
+    /// What saving `update` at `now` writes.
+    fn of(update: &'a InstanceMappingUpdate, now: chrono::NaiveDateTime) -> Self {
+        Self {
+            updated_at: NovaTimestamp(now),
+            cell_id: update
+                .cell_mapping
+                .as_ref()
+                .map(|c| c.as_ref().map(|c| c.id)),
+            project_id: update.project_id.as_deref(),
+            user_id: update.user_id.as_deref(),
+            queued_for_delete: update.queued_for_delete,
+        }
+    }
+}
+
+/// The text of the one statement that saves `update` over `mapping` on
+/// `backend` when `mapping` is the stored row, or `None` where a save of
+/// that pair could not take one statement (see [`Expected::of`]). For the
+/// benchmark's raw baseline, which runs the very same statement through the
+/// bare driver; the values bound are the caller's to supply.
+pub(crate) fn fast_path_sql(
+    backend: BackendKind,
+    mapping: &InstanceMapping,
+    update: &InstanceMappingUpdate,
+) -> Result<Option<String>> {
+    update.validate()?;
+    let key = mapping.instance_uuid.to_canonical("instance_uuid")?;
+    if update.is_empty() {
+        return Ok(None);
+    }
+    let Some(expect) = Expected::of(mapping, &key, update, backend) else {
+        return Ok(None);
+    };
+    let stmt = SaveUpdate {
+        changes: InstanceChanges::of(update, chrono::NaiveDateTime::default()),
+        key: &key,
+        cell_key: None,
+        expect: Some(&expect),
+        backend,
+    };
+    fn render<DB>(stmt: &SaveUpdate<'_>, db: DB) -> QueryResult<String>
+    where
+        DB: Backend,
+        DB::QueryBuilder: Default,
+        for<'s> SaveUpdate<'s>: QueryFragment<DB>,
+    {
+        use diesel::query_builder::QueryBuilder;
+        let mut out = DB::QueryBuilder::default();
+        stmt.to_sql(&mut out, &db)?;
+        Ok(out.finish())
+    }
+    let sql = match backend {
+        BackendKind::Sqlite => render(&stmt, diesel::sqlite::Sqlite),
+        #[cfg(feature = "postgres")]
+        BackendKind::Postgres => render(&stmt, diesel::pg::Pg),
+        #[cfg(feature = "mysql")]
+        BackendKind::Mysql => render(&stmt, diesel::mysql::Mysql),
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(Error::InvalidInput {
+                field: "backend",
+                reason: format!("{other:?} is not compiled in"),
+            })
+        }
+    };
+    sql.map(Some).map_err(|source| Error::Database {
+        operation: "instance_mapping.save",
+        source,
+    })
 }
 
 /// What the caller's object says is stored, for the fast path: the columns
@@ -611,6 +674,42 @@ mod tests {
             BackendKind::Sqlite
         )
         .is_none());
+    }
+
+    #[test]
+    fn the_benchmarks_statement_is_the_fast_paths() {
+        let unscheduled = mapping(KEY, None);
+        let plain = cell("rabbit://mq/");
+        let schedule = InstanceMappingUpdate::new().cell(Some(&plain));
+        let sql = fast_path_sql(BackendKind::Sqlite, &unscheduled, &schedule)
+            .expect("rendered")
+            .expect("one statement");
+        assert!(sql.starts_with("UPDATE instance_mappings SET updated_at = ?, cell_id = ?"));
+        assert!(sql.contains(" WHERE instance_mappings.id = ? AND "));
+        assert!(sql.contains(" AND EXISTS (SELECT 1 FROM cell_mappings WHERE "));
+        #[cfg(feature = "mysql")]
+        {
+            let sql = fast_path_sql(BackendKind::Mysql, &unscheduled, &schedule)
+                .expect("rendered")
+                .expect("one statement");
+            assert!(sql.starts_with("UPDATE instance_mappings INNER JOIN cell_mappings ON "));
+            assert!(sql.contains("SHA2(COALESCE(cell_mappings.transport_url, ''), 256) = ?"));
+        }
+        #[cfg(feature = "postgres")]
+        {
+            let sql = fast_path_sql(BackendKind::Postgres, &unscheduled, &schedule)
+                .expect("rendered")
+                .expect("one statement");
+            assert!(sql.contains("cell_id = $2 WHERE instance_mappings.id = $3"));
+        }
+        // A save that takes the general path has no single statement.
+        let templated = cell("{scheme}://mq/");
+        let into_templated = InstanceMappingUpdate::new().cell(Some(&templated));
+        assert!(
+            fast_path_sql(BackendKind::Sqlite, &unscheduled, &into_templated)
+                .expect("rendered")
+                .is_none()
+        );
     }
 
     #[test]
