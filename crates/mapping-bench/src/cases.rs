@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use mapping_diesel::__private::rows_per_statement;
+use mapping_diesel::__private::{rows_per_statement, url_digest};
 use mapping_diesel::{BackendKind, Database};
 use mapping_model::{CellMapping, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping};
 use mapping_testkit::uuid;
@@ -434,8 +434,8 @@ impl SameSave {
         let (t, d) = match self.backend {
             BackendKind::Sqlite => (self.transport_url.clone(), self.database_connection.clone()),
             _ => (
-                sha256_hex(&self.transport_url),
-                sha256_hex(&self.database_connection),
+                url_digest(&self.transport_url),
+                url_digest(&self.database_connection),
             ),
         };
         let mut cell = vec![Int(self.cell_id), Text(&self.cell_uuid)];
@@ -459,16 +459,4 @@ impl SameSave {
         };
         raw.save_same(&params)
     }
-}
-
-/// The lowercase hex SHA-256 digest of `text`'s UTF-8 bytes.
-fn sha256_hex(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(64);
-    for b in Sha256::digest(text.as_bytes()) {
-        hex.push(char::from(HEX[usize::from(b >> 4)]));
-        hex.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    hex
 }

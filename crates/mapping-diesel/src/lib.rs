@@ -97,6 +97,12 @@ pub mod __private {
         crate::models::instance_mapping::fast_path_sql(db.backend(), mapping, update)
     }
 
+    /// The digest a save compares a cell's URLs by on the servers (lowercase
+    /// hex SHA-256 of the UTF-8 bytes), for the same benchmark.
+    pub fn url_digest(url: &str) -> String {
+        crate::models::instance_mapping::sha256_hex(url)
+    }
+
     /// Nova's timestamp codec, for the cell databases' tables that
     /// `mapping-cellv2` and the testkit read and write.
     pub mod timestamp {

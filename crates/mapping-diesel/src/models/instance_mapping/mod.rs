@@ -19,7 +19,7 @@ mod repo;
 mod save;
 mod uncertain;
 pub use repo::InstanceMappings;
-pub(crate) use save::{fast_path_sql, save};
+pub(crate) use save::{fast_path_sql, save, sha256_hex};
 use uncertain::settle;
 pub(crate) use uncertain::{PendingCreate, UncertainCreates};
 

@@ -229,7 +229,7 @@ struct ExpectedCell<'a> {
 }
 
 /// The lowercase hex SHA-256 digest of `text`'s UTF-8 bytes.
-fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     use sha2::{Digest, Sha256};
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(64);
