@@ -78,6 +78,10 @@ impl Database {
 
     /// Opens the database named by `url` with `options`. One connection is
     /// made at once, so a database that is down is reported here.
+    ///
+    /// A SQLite file is switched to WAL journal mode, which the file keeps:
+    /// its other clients (Nova's too) then use WAL as well, which requires
+    /// them all to be on the same host.
     pub fn open_with(url: &str, options: Options) -> Result<Self> {
         Self::open_inner(url, options, true)
     }
