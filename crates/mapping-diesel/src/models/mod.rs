@@ -278,7 +278,9 @@ pub(crate) use insert_returning_id_findable;
 /// per create without bound (434 MB after 20,000 creates), every reader
 /// had to search it, and the next statement that did finish (a save) paid
 /// for the whole backlog at once (0.4 s). `tests/sqlite_wal.rs` checks that
-/// the WAL stays bounded.
+/// the WAL stays bounded. The last step is also where the insert commits:
+/// a failed commit is now this call's error, where `sqlite3_reset` (whose
+/// result diesel discards) used to be the only one told.
 pub(crate) fn sqlite_insert_returning_id<'q, Q>(
     c: &mut diesel::SqliteConnection,
     insert: Q,
