@@ -13,16 +13,6 @@
 use cell_mappings::Error;
 use mapping_testkit::{new_instance, BackendKind, TestDb};
 
-/// The size of the database's WAL file, where the next commit appends its
-/// pages (no checkpoint has emptied it: that takes 1,000 pages).
-fn wal_len(t: &TestDb) -> u64 {
-    let path = t
-        .url()
-        .strip_prefix("sqlite://")
-        .expect("a file SQLite database");
-    std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len())
-}
-
 /// Sets the soft limit on the size of files this process writes.
 fn limit_file_size(bytes: libc::rlim_t) {
     let mut limit = libc::rlimit {
@@ -49,7 +39,9 @@ fn a_create_whose_commit_cannot_write_is_an_error() {
             .create(new_instance("project", "user"))
             .expect("first create");
 
-    let wal = wal_len(&t);
+    // The WAL, where the next commit appends its pages (no checkpoint has
+    // emptied it: that takes 1,000 pages).
+    let wal = t.sqlite_wal_len();
     assert!(wal > 0, "the database is in WAL mode");
     limit_file_size(wal);
     let refused =

@@ -7,15 +7,6 @@
 
 use mapping_testkit::{new_cell, new_host, new_instance, BackendKind, TestDb};
 
-/// The size of the database's WAL file (0 when there is none).
-fn wal_len(t: &TestDb) -> u64 {
-    let path = t
-        .url()
-        .strip_prefix("sqlite://")
-        .expect("a file SQLite database");
-    std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len())
-}
-
 /// Above one checkpoint's worth of pages and the last transaction, well
 /// below what each stream of creates below writes without checkpoints
 /// (instances about 70 MB, hosts and cells about 20 MB each).
@@ -24,35 +15,27 @@ const BOUND: u64 = 8 << 20;
 #[test]
 fn wal_stays_bounded_under_creates() {
     let t = TestDb::new(BackendKind::Sqlite);
+    let bounded = |after: &str| {
+        let len = t.sqlite_wal_len();
+        assert!(len <= BOUND, "after {after} creates: WAL of {len} bytes");
+    };
     let cell = t.db.cells().create(new_cell()).expect("cell");
     for _ in 0..3000 {
         t.db.instance_mappings()
             .create(new_instance("project", "user"))
             .expect("instance mapping");
     }
-    assert!(
-        wal_len(&t) <= BOUND,
-        "after instance creates: WAL of {} bytes",
-        wal_len(&t)
-    );
+    bounded("instance");
     for _ in 0..2000 {
         t.db.host_mappings()
             .create(new_host(&cell))
             .expect("host mapping");
     }
-    assert!(
-        wal_len(&t) <= BOUND,
-        "after host creates: WAL of {} bytes",
-        wal_len(&t)
-    );
+    bounded("host");
     for _ in 0..2000 {
         t.db.cells().create(new_cell()).expect("cell");
     }
-    assert!(
-        wal_len(&t) <= BOUND,
-        "after cell creates: WAL of {} bytes",
-        wal_len(&t)
-    );
+    bounded("cell");
     assert_eq!(
         t.db.instance_mappings()
             .get_counts("project", Some("user"))

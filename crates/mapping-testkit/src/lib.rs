@@ -150,6 +150,17 @@ impl TestDb {
         &self.url
     }
 
+    /// The size of a file SQLite database's write-ahead log (0 while there
+    /// is none). Panics on any other database.
+    pub fn sqlite_wal_len(&self) -> u64 {
+        let Cleanup::File(path) = &self.cleanup else {
+            panic!("{:?} has no SQLite file", self.backend);
+        };
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
+    }
+
     /// Opens a second, independent handle on the same database.
     pub fn reopen(&self, options: Options) -> Database {
         open_or_fail(self.backend, &self.url, options)
