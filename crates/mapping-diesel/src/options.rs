@@ -79,7 +79,9 @@ fn jitter() -> f64 {
 ///     .default_transport_url("rabbit://nova:secret@mq:5672/");
 /// assert!(options.validate().is_ok());
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` shows the default URLs with their passwords hidden.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Options {
     /// Most connections the pool holds (0 counts as 1, more than
@@ -142,6 +144,32 @@ pub struct Options {
     /// every process; `None` (the default) turns it off. Checked by
     /// [`MemcachedOptions::validate`].
     pub memcached: Option<MemcachedOptions>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |url: &Option<String>| url.as_deref().map(mapping_model::redact_url);
+        f.debug_struct("Options")
+            .field("max_connections", &self.max_connections)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("ping_idle_after", &self.ping_idle_after)
+            .field("sqlite_busy_timeout", &self.sqlite_busy_timeout)
+            .field("sqlite_mmap_size", &self.sqlite_mmap_size)
+            .field("retry", &self.retry)
+            .field(
+                "default_transport_url",
+                &redacted(&self.default_transport_url),
+            )
+            .field(
+                "default_database_connection",
+                &redacted(&self.default_database_connection),
+            )
+            .field("cache", &self.cache)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("wsrep_sync_wait", &self.wsrep_sync_wait)
+            .field("memcached", &self.memcached)
+            .finish()
+    }
 }
 
 impl Default for Options {

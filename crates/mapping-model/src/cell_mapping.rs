@@ -4,13 +4,17 @@ use chrono::NaiveDateTime;
 use uuid::Uuid;
 
 use crate::error::Result;
+use crate::redact::{Redacted, RedactedOpt};
 use crate::validate;
 
 /// The uuid of cell0, the cell holding instances that failed to schedule.
 pub const CELL0_UUID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// A row of `cell_mappings`, with its URLs expanded (SPEC §5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows the URLs with their passwords hidden
+/// ([`crate::redact_url`]); the fields themselves hold them.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CellMapping {
     /// Surrogate key (read-only).
     pub id: i32,
@@ -45,8 +49,8 @@ impl CellMapping {
     }
 }
 
-/// What is needed to create a cell mapping.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What is needed to create a cell mapping (`Debug` hides passwords).
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewCellMapping {
     /// The cell's uuid.
     pub uuid: String,
@@ -100,8 +104,9 @@ impl NewCellMapping {
     }
 }
 
-/// The fields of a cell mapping to change on save; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The fields of a cell mapping to change on save; `None` leaves a field as
+/// it is (`Debug` hides passwords).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct CellMappingUpdate {
     /// New name (`Some(None)` clears it).
     pub name: Option<Option<String>>,
@@ -160,6 +165,47 @@ impl CellMappingUpdate {
             validate::text("database_connection", u)?;
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for CellMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CellMapping")
+            .field("id", &self.id)
+            .field("uuid", &self.uuid)
+            .field("name", &self.name)
+            .field("transport_url", &Redacted(&self.transport_url))
+            .field("database_connection", &Redacted(&self.database_connection))
+            .field("disabled", &self.disabled)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NewCellMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCellMapping")
+            .field("uuid", &self.uuid)
+            .field("name", &self.name)
+            .field("transport_url", &Redacted(&self.transport_url))
+            .field("database_connection", &Redacted(&self.database_connection))
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CellMappingUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CellMappingUpdate")
+            .field("name", &self.name)
+            .field("transport_url", &RedactedOpt(self.transport_url.as_deref()))
+            .field(
+                "database_connection",
+                &RedactedOpt(self.database_connection.as_deref()),
+            )
+            .field("disabled", &self.disabled)
+            .finish()
     }
 }
 

@@ -12,6 +12,7 @@ mod error;
 mod host_mapping;
 mod ident;
 mod instance_mapping;
+mod redact;
 pub mod schema;
 mod url_error;
 // Shared with `mapping-diesel` and the fuzz targets; not part of the API.
@@ -30,6 +31,7 @@ pub use instance_mapping::{
     InstanceCounts, InstanceMapping, InstanceMappingUpdate, NewInstanceMapping,
     INSTANCE_MIGRATION_MARKER,
 };
+pub use redact::{mask_query, redact_url};
 pub use url_error::{BackendKind, UrlError};
 pub use url_template::expand_url_template;
 pub use uuid::Uuid;

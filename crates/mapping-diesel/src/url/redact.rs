@@ -1,7 +1,8 @@
 //! Rendering and redaction: the URL diesel gets, the form safe for logs, and
 //! a conservatively masked copy of input that could not be parsed.
 
-use super::text::{form_decode, split_scheme};
+#[cfg(any(test, feature = "fuzzing"))]
+use super::text::split_scheme;
 use super::{BackendKind, ServerParts, UrlError};
 
 /// A `Malformed` error carrying a conservatively redacted copy of `url`.
@@ -12,25 +13,14 @@ pub(super) fn malformed(url: &str, reason: &str) -> UrlError {
     }
 }
 
-/// True for query keys whose values may be secrets.
+/// True for query keys whose values may be secrets (the rule of
+/// [`mapping_model::mask_query`]).
+#[cfg(any(test, feature = "fuzzing"))]
 fn is_sensitive_key(key: &str) -> bool {
-    let key = form_decode(key).to_ascii_lowercase();
-    ["pass", "key", "secret", "token"]
-        .iter()
-        .any(|word| key.contains(word))
+    mask_query(&format!("{key}=x")).ends_with("=***")
 }
 
-/// Masks the values of sensitive keys in a raw query string.
-pub(super) fn mask_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|piece| match piece.split_once('=') {
-            Some((key, _)) if is_sensitive_key(key) => format!("{key}=***"),
-            _ => piece.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
+pub(super) use mapping_model::mask_query;
 
 /// Writes a PG/MySQL URL, masking secrets when `redact` is set.
 pub(super) fn render_server(backend: BackendKind, parts: &ServerParts, redact: bool) -> String {
@@ -67,28 +57,9 @@ pub(super) fn render_server(backend: BackendKind, parts: &ServerParts, redact: b
 
 /// Masks, in text that could not be parsed, everything from the first `:`
 /// after the scheme to the last `@`, and the values of sensitive query keys
-/// after that.
+/// after that ([`mapping_model::redact_url`]).
 fn redact_unparsed(url: &str) -> String {
-    let (prefix, body) = match split_scheme(url) {
-        Some((scheme, rest)) => match rest.strip_prefix("//") {
-            Some(body) => (format!("{scheme}://"), body),
-            None => (format!("{scheme}:"), rest),
-        },
-        None => (String::new(), url),
-    };
-    let (masked, after) = match (body.find(':'), body.rfind('@')) {
-        (Some(colon), Some(at)) if colon < at => {
-            let user = body.get(..colon).unwrap_or("");
-            let after = body.get(at..).unwrap_or("");
-            (format!("{user}:***"), after)
-        }
-        _ => (String::new(), body),
-    };
-    let after = match after.split_once('?') {
-        Some((before, query)) => format!("{before}?{}", mask_query(query)),
-        None => after.to_owned(),
-    };
-    format!("{prefix}{masked}{after}")
+    mapping_model::redact_url(url)
 }
 
 /// The values of the sensitive keys of a raw query string (those
