@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     retries: AtomicU64,
     /// Saves whose object was not the stored row (see [`Stats::save_rechecks`]).
     pub(crate) save_rechecks: AtomicU64,
+    /// Operations and transactions that wrote cell mappings (see
+    /// [`Database::cell_writes`]).
+    pub(crate) cell_writes: AtomicU64,
     /// Whether the server takes `INSERT … RETURNING` (MySQL protocol only).
     pub(crate) mysql_returning: crate::models::MysqlReturning,
     pub(crate) cache: Option<MappingCache>,
@@ -166,6 +169,7 @@ impl Database {
                 options,
                 retries: AtomicU64::new(0),
                 save_rechecks: AtomicU64::new(0),
+                cell_writes: AtomicU64::new(0),
                 mysql_returning: Default::default(),
             }),
         })
@@ -197,6 +201,15 @@ impl Database {
             retries: self.shared.retries.load(Ordering::Relaxed),
             save_rechecks: self.shared.save_rechecks.load(Ordering::Relaxed),
         }
+    }
+
+    /// How many operations or transactions through this database (any of
+    /// its clones) have changed or deleted cell mappings so far, committed
+    /// or not. A holder of cell records (such as `mapping-router`'s cell
+    /// list) reads them again when this moves. Writes by other processes
+    /// are not counted.
+    pub fn cell_writes(&self) -> u64 {
+        self.shared.cell_writes.load(Ordering::Acquire)
     }
 
     /// Counters of each tier of the mapping cache, or `None` when both are

@@ -239,8 +239,12 @@ impl Executor for &Database {
             drop(conn);
             // Committed or not, what was written is forgotten by the cache
             // only now that no transaction holds it any more.
+            let written = writes.take();
+            if !written.cells.is_empty() || written.all {
+                self.shared.cell_writes.fetch_add(1, Ordering::Release);
+            }
             if let Some(cache) = &self.shared.cache {
-                cache.apply(&writes.take());
+                cache.apply(&written);
             }
             let err = match result {
                 Ok(v) => {
