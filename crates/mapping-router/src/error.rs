@@ -55,6 +55,18 @@ pub enum RouterError {
         #[source]
         source: mapping_model::Error,
     },
+    /// The cell was not asked: it is unavailable (closures of earlier calls
+    /// still run there after their timeout, or a connection to it failed)
+    /// until a probe finds it answering (see `Router::cell_health`).
+    #[error("cell {cell} is unavailable{}", last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    Unavailable {
+        /// The cell.
+        cell: Uuid,
+        /// When it became unavailable.
+        since: std::time::SystemTime,
+        /// The failure that made it so, or the last probe's (no password).
+        last_error: Option<String>,
+    },
     /// The closure run on the cell returned an error.
     #[error("query on cell {cell} failed: {source}")]
     Query {
@@ -91,12 +103,18 @@ impl RouterError {
         )
     }
 
+    /// True for [`RouterError::Unavailable`]: the cell was not asked.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, RouterError::Unavailable { .. })
+    }
+
     /// The cell this error is about, if any.
     pub fn cell(&self) -> Option<Uuid> {
         match self {
             RouterError::CellNotFound { cell }
             | RouterError::CellUrl { cell, .. }
             | RouterError::Connect { cell, .. }
+            | RouterError::Unavailable { cell, .. }
             | RouterError::Query { cell, .. }
             | RouterError::Panicked { cell, .. } => Some(*cell),
             _ => None,

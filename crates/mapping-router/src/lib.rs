@@ -35,12 +35,14 @@
 //! ```
 
 mod error;
+mod health;
 mod options;
 mod pools;
 mod router;
 mod workers;
 
 pub use error::{BoxError, RouterError};
+pub use health::{CellHealth, CellState};
 pub use options::{RouterOptions, DEFAULT_CELL_TIMEOUT};
 pub use pools::PoolStats;
 pub use router::{CellResult, CellResults, CellTarget, Route, Router};

@@ -4,11 +4,15 @@ use std::time::Duration;
 
 use crate::error::RouterError;
 
+/// The longest duration an option accepts.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
 /// Nova's default timeout of a scatter-gather (`CELL_TIMEOUT`, 60 s).
 pub const DEFAULT_CELL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How a [`crate::Router`] reaches the cells.
-#[derive(Debug, Clone)]
+/// How a [`crate::Router`] reaches the cells. Its `Debug` hides the
+/// password of the default URL.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RouterOptions {
     /// The default against which `database_connection` templates are
@@ -25,12 +29,44 @@ pub struct RouterOptions {
     /// `worker_pool_size` workers free for later calls. Beyond this bound a
     /// hung worker keeps its place until its closure returns.
     pub max_detached_workers: usize,
+    /// Most closures of one cell that may still run after their caller's
+    /// timeout (at least 1, default 1). A cell that reaches it is
+    /// unavailable: new work for it is answered at once
+    /// ([`crate::CellResult::Unavailable`]) without a worker or a
+    /// connection, until its detached work has returned and a probe finds
+    /// it answering.
+    pub max_detached_per_cell: usize,
+    /// How often an unavailable cell is probed (`SELECT 1` on a thread of
+    /// its own), at most (default 1 s; at most a day). A probe is also
+    /// started at once when a detached closure of the cell returns.
+    pub probe_interval: Duration,
     /// How long the cell list is used before it is loaded again; `None` keeps
     /// it until [`crate::Router::refresh_cells`] (Nova never refreshes it).
     pub cell_list_refresh: Option<Duration>,
     /// How long a closure waits for a connection to its cell (a server that
     /// is down or does not answer fails after this). Must be longer than zero.
     pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for RouterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterOptions")
+            .field(
+                "default_database_connection",
+                &self
+                    .default_database_connection
+                    .as_deref()
+                    .map(mapping_model::redact_url),
+            )
+            .field("max_connections_per_cell", &self.max_connections_per_cell)
+            .field("worker_pool_size", &self.worker_pool_size)
+            .field("max_detached_workers", &self.max_detached_workers)
+            .field("max_detached_per_cell", &self.max_detached_per_cell)
+            .field("probe_interval", &self.probe_interval)
+            .field("cell_list_refresh", &self.cell_list_refresh)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl Default for RouterOptions {
@@ -40,6 +76,8 @@ impl Default for RouterOptions {
             max_connections_per_cell: 5,
             worker_pool_size: 5,
             max_detached_workers: 5,
+            max_detached_per_cell: 1,
+            probe_interval: Duration::from_secs(1),
             cell_list_refresh: Some(Duration::from_secs(60)),
             connect_timeout: Duration::from_secs(10),
         }
@@ -76,6 +114,18 @@ impl RouterOptions {
         self
     }
 
+    /// Sets [`RouterOptions::max_detached_per_cell`].
+    pub fn max_detached_per_cell(mut self, n: usize) -> Self {
+        self.max_detached_per_cell = n;
+        self
+    }
+
+    /// Sets [`RouterOptions::probe_interval`].
+    pub fn probe_interval(mut self, every: Duration) -> Self {
+        self.probe_interval = every;
+        self
+    }
+
     /// Sets [`RouterOptions::cell_list_refresh`].
     pub fn cell_list_refresh(mut self, every: Option<Duration>) -> Self {
         self.cell_list_refresh = every;
@@ -101,6 +151,15 @@ impl RouterOptions {
         }
         if self.worker_pool_size == 0 {
             return bad("worker_pool_size", "must be at least 1");
+        }
+        if self.max_detached_per_cell == 0 {
+            return bad("max_detached_per_cell", "must be at least 1");
+        }
+        if self.probe_interval > DAY {
+            return bad("probe_interval", "must be at most a day");
+        }
+        if self.connect_timeout > DAY {
+            return bad("connect_timeout", "must be at most a day");
         }
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout", "must be longer than zero");

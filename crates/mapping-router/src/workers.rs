@@ -82,6 +82,20 @@ pub struct WorkerStats {
     pub queued: usize,
 }
 
+/// What [`WorkerPool::cancel`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cancelled {
+    /// The job had not started: it never will.
+    NeverStarted,
+    /// The job had finished already.
+    Finished,
+    /// The job is running: its worker was detached and replaced.
+    Detached,
+    /// The job is running and `max_detached` workers are detached already:
+    /// its worker keeps its place until the job returns.
+    KeptRunning,
+}
+
 /// A bounded pool of worker threads (see the module documentation).
 pub(crate) struct WorkerPool {
     shared: Arc<Shared>,
@@ -116,19 +130,31 @@ impl WorkerPool {
         task
     }
 
+    /// Gives up on `task` if it is still queued (it will never run); true if
+    /// it was.
+    pub(crate) fn cancel_queued(&self, task: &Task) -> bool {
+        task.transition(QUEUED, CANCELLED)
+    }
+
     /// Gives up on `task`: a queued task will not run; a running one has its
-    /// worker detached and replaced (within `max_detached`). Returns true if
-    /// the task had already finished.
-    pub(crate) fn cancel(&self, task: &Task) -> bool {
+    /// worker detached and replaced at once (within `max_detached`).
+    pub(crate) fn cancel(&self, task: &Task) -> Cancelled {
         if task.transition(QUEUED, CANCELLED) {
-            return false;
+            return Cancelled::NeverStarted;
         }
         let mut st = self.shared.lock();
         if st.detached >= self.shared.max_detached {
-            return task.0.load(Ordering::Acquire) == DONE;
+            return match task.0.load(Ordering::Acquire) {
+                DONE => Cancelled::Finished,
+                _ => Cancelled::KeptRunning,
+            };
         }
         if !task.transition(RUNNING, DETACHED) {
-            return task.0.load(Ordering::Acquire) == DONE;
+            return match task.0.load(Ordering::Acquire) {
+                DONE => Cancelled::Finished,
+                // Not queued, not running, not done: cancelled before.
+                _ => Cancelled::NeverStarted,
+            };
         }
         st.live -= 1;
         st.detached += 1;
@@ -136,8 +162,10 @@ impl WorkerPool {
             detached = st.detached,
             "a cell closure outlived its caller's timeout; its worker is detached and replaced"
         );
-        self.wake_or_spawn(&mut st);
-        false
+        // The replacement starts now, whether or not jobs are waiting: the
+        // pool keeps its size of workers able to take work.
+        self.spawn(&mut st);
+        Cancelled::Detached
     }
 
     /// Counters, for tests and monitoring.
@@ -151,25 +179,36 @@ impl WorkerPool {
         }
     }
 
+    /// Wakes an idle worker for the queued jobs, and starts new workers
+    /// (up to `size`) while queued jobs outnumber the idle workers: a burst
+    /// of submissions sees the same idle count, so each job beyond it gets a
+    /// worker of its own.
     fn wake_or_spawn(&self, st: &mut State) {
         if st.queue.is_empty() {
             return;
         }
         if st.idle > 0 {
             self.shared.work.notify_one();
+        }
+        if st.queue.len() > st.idle {
+            self.spawn(st);
+        }
+    }
+
+    /// Starts one worker if fewer than `size` are live.
+    fn spawn(&self, st: &mut State) {
+        if st.live >= self.shared.size || st.shutdown {
             return;
         }
-        if st.live < self.shared.size {
-            let shared = Arc::clone(&self.shared);
-            let spawned = std::thread::Builder::new()
-                .name("cell-worker".into())
-                .spawn(move || worker(shared));
-            match spawned {
-                Ok(_) => st.live += 1,
-                // Jobs stay queued for the workers there are; with none at
-                // all the caller's timeout turns them into "did not respond".
-                Err(e) => tracing::error!(error = %e, "cannot start a cell worker thread"),
-            }
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("cell-worker".into())
+            .spawn(move || worker(shared));
+        match spawned {
+            Ok(_) => st.live += 1,
+            // Jobs stay queued for the workers there are; with none at
+            // all the caller's timeout turns them into "did not respond".
+            Err(e) => tracing::error!(error = %e, "cannot start a cell worker thread"),
         }
     }
 }
@@ -251,8 +290,10 @@ mod tests {
             release_rx.recv().unwrap_or(());
         });
         started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert!(!pool.cancel(&hung));
+        assert_eq!(pool.cancel(&hung), Cancelled::Detached);
         assert_eq!(pool.stats().detached, 1);
+        // The replacement was started at once.
+        assert_eq!(pool.stats().live, 1, "{:?}", pool.stats());
         // The single slot is free again: a new job runs although the first hangs.
         let (tx, rx) = mpsc::channel();
         pool.submit(move || tx.send(7).unwrap_or(()));
@@ -273,12 +314,17 @@ mod tests {
     fn a_cancelled_queued_job_never_runs() {
         let pool = WorkerPool::new(1, 0);
         let (release_tx, release_rx) = mpsc::channel::<()>();
-        let first = pool.submit(move || release_rx.recv().unwrap_or(()));
+        let (started_tx, started_rx) = mpsc::channel();
+        let first = pool.submit(move || {
+            started_tx.send(()).unwrap_or(());
+            release_rx.recv().unwrap_or(());
+        });
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         let (tx, rx) = mpsc::channel::<()>();
         let second = pool.submit(move || tx.send(()).unwrap_or(()));
-        assert!(!pool.cancel(&second));
+        assert_eq!(pool.cancel(&second), Cancelled::NeverStarted);
         // max_detached = 0: the running job keeps its worker.
-        assert!(!pool.cancel(&first));
+        assert_eq!(pool.cancel(&first), Cancelled::KeptRunning);
         assert_eq!(pool.stats().detached, 0);
         release_tx.send(()).unwrap();
         // The cancelled job is dropped unrun, and its sender with it.
@@ -286,5 +332,39 @@ mod tests {
             rx.recv_timeout(Duration::from_secs(10)),
             Err(mpsc::RecvTimeoutError::Disconnected)
         );
+    }
+
+    /// A burst of submissions while one worker is idle starts a worker for
+    /// each job beyond it (it once woke the idle one and started none).
+    #[test]
+    fn a_burst_gets_up_to_size_workers_at_once() {
+        let pool = WorkerPool::new(4, 0);
+        // One worker, idle after its first job.
+        let (tx, rx) = mpsc::channel();
+        pool.submit(move || tx.send(()).unwrap_or(()));
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pool.stats().idle != 1 {
+            assert!(std::time::Instant::now() < deadline, "{:?}", pool.stats());
+            std::thread::yield_now();
+        }
+        // Four jobs that each wait until all four run at once.
+        let barrier = Arc::new(std::sync::Barrier::new(5));
+        let (done_tx, done_rx) = mpsc::channel();
+        for _ in 0..4 {
+            let (b, done) = (Arc::clone(&barrier), done_tx.clone());
+            pool.submit(move || {
+                b.wait();
+                done.send(()).unwrap_or(());
+            });
+        }
+        let waiter = std::thread::spawn(move || barrier.wait());
+        for _ in 0..4 {
+            done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("not all four jobs ran at once: {:?}", pool.stats()));
+        }
+        waiter.join().unwrap();
+        assert!(pool.stats().live <= 4, "{:?}", pool.stats());
     }
 }

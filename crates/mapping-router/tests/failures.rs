@@ -136,10 +136,25 @@ fn refused(backend: BackendKind) {
     assert_eq!(err.cell(), Some(uuid_of(&down)));
     let text = format!("{err} {err:?} {:?}", std::error::Error::source(err));
     assert!(!text.contains(secret), "password leaked: {text}");
-    // target_cell reports the same, on the calling thread.
+    // The cell is now unavailable: target_cell is answered at once, with
+    // the connection error as the reason, and no password.
     let err = router.target_cell(&down, count).unwrap_err();
-    assert!(matches!(err, RouterError::Connect { .. }), "{err:?}");
-    assert!(!format!("{err:?}").contains(secret));
+    match &err {
+        RouterError::Unavailable { last_error, .. } => {
+            let last = last_error.as_deref().unwrap_or_default();
+            assert!(last.contains("cannot reach"), "{err:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{err:?} {err}").contains(secret));
+    let health = router.cell_health();
+    let h = health.iter().find(|h| h.cell == down.uuid).unwrap();
+    assert!(!h.is_up(), "{h:?}");
+    assert!(!format!("{health:?}").contains(secret));
+    // So is the next scatter-gather, and the healthy cells still answer.
+    let again = gather(&router, &w.cells_with(&down));
+    w.assert_healthy_answered(&again);
+    assert!(again[&down.uuid].is_unavailable(), "{again:?}");
 }
 
 per_backend!(refused: sqlite refused_sqlite, postgres refused_postgres, mysql refused_mysql);
@@ -258,7 +273,9 @@ fn locked(backend: BackendKind) {
 
     release_tx.send(()).unwrap();
     holder.join().unwrap().unwrap();
-    // Once the lock is gone the cell answers again.
+    // Once the lock is gone the cell answers again: its blocked closure
+    // returns, a probe passes, and the cell takes work again.
+    common::wait_until_up(&router, mapping.uuid);
     let after =
         router.scatter_gather_single_cell(&mapping, Duration::from_secs(30), |_, c| touch(c));
     assert_eq!(after.ok(), Some(1));
@@ -372,6 +389,7 @@ fn hung_closures_time_out_and_do_not_starve_later_calls() {
         assert!(Instant::now() < deadline, "detached workers never exited");
         std::thread::yield_now();
     }
+    common::wait_until_up(&router, cells[0].uuid);
     assert!(matches!(
         router.scatter_gather_single_cell(&cells[0], Duration::from_secs(60), |_, c| count(c)),
         CellResult::Ok(1)

@@ -71,3 +71,23 @@ pub fn batch(conn: &mut mapping_diesel::DbConnection, sql: &str) -> mapping_mode
 pub fn backends() -> &'static [BackendKind] {
     mapping_testkit::compiled_backends()
 }
+
+/// Waits until the router counts `cell` as up again (its detached work has
+/// returned and a probe passed), at most the default probe interval plus
+/// [`MARGIN`]; panics with the cell's health otherwise.
+pub fn wait_until_up(router: &mapping_router::Router, cell: uuid::Uuid) {
+    let bound = mapping_router::RouterOptions::default().probe_interval + MARGIN;
+    let start = std::time::Instant::now();
+    loop {
+        let health = router.cell_health();
+        let h = health.iter().find(|h| h.cell == cell);
+        if h.is_none_or(|h| h.is_up()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < bound,
+            "cell not back within {bound:?}: {h:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
