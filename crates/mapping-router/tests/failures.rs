@@ -8,10 +8,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{batch, cell_db, instances, register, CellDb, MARGIN, TIMEOUT};
+use common::{cell_db, instances, register, CellDb, MARGIN, TIMEOUT};
 use diesel::prelude::*;
 use mapping_diesel::DbConnection;
 use mapping_model::CellMapping;
@@ -159,60 +159,15 @@ fn refused(backend: BackendKind) {
 
 per_backend!(refused: sqlite refused_sqlite, postgres refused_postgres, mysql refused_mysql);
 
-/// A TCP listener that accepts connections and never says a word, until dropped.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-struct SilentServer {
-    port: u16,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-impl SilentServer {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming() {
-                if flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    held.push(stream);
-                }
-            }
-            // Dropping the streams closes them: blocked clients get EOF.
-        });
-        Self {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-impl Drop for SilentServer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        // Wakes the blocking accept so the thread sees the flag.
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 fn silent(backend: BackendKind) {
     let w = world();
-    let server = SilentServer::start();
+    let server = common::SilentServer::start();
     let url = match backend {
-        BackendKind::Postgres => format!("postgres://nova:pw@127.0.0.1:{}/nova_cell", server.port),
-        _ => format!("mysql://nova:pw@127.0.0.1:{}/nova_cell", server.port),
+        BackendKind::Postgres => {
+            format!("postgres://nova:pw@127.0.0.1:{}/nova_cell", server.port())
+        }
+        _ => format!("mysql://nova:pw@127.0.0.1:{}/nova_cell", server.port()),
     };
     let mute = register(&w.api, "mute", &url);
     // The connect timeout (default 10 s) outlasts the scatter-gather.
@@ -245,20 +200,7 @@ fn locked(backend: BackendKind) {
     let mapping = register(&w.api, "locked", cell.db.url());
     let router = Router::new(w.api.db.clone(), RouterOptions::default()).unwrap();
 
-    // Hold a write lock on the cell's rows in an open transaction.
-    let locker = cell.db.reopen(mapping_diesel::Options::default());
-    let (locked_tx, locked_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        locker.with_connection(|conn| {
-            batch(conn, "BEGIN")?;
-            batch(conn, "UPDATE instances SET hostname = 'held'")?;
-            locked_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-            batch(conn, "ROLLBACK")
-        })
-    });
-    locked_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let lock = common::RowLock::hold(&cell);
 
     let cells = w.cells_with(&mapping);
     let start = Instant::now();
@@ -271,8 +213,7 @@ fn locked(backend: BackendKind) {
         "locked cell: {results:?}"
     );
 
-    release_tx.send(()).unwrap();
-    holder.join().unwrap().unwrap();
+    lock.release();
     // Once the lock is gone the cell answers again: its blocked closure
     // returns, a probe passes, and the cell takes work again.
     common::wait_until_up(&router, mapping.uuid);

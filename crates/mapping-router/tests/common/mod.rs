@@ -91,3 +91,108 @@ pub fn wait_until_up(router: &mapping_router::Router, cell: uuid::Uuid) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// A TCP listener that accepts connections and never says a word, until dropped.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub struct SilentServer {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl SilentServer {
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts listening on a free loopback port.
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    held.push(stream);
+                }
+            }
+            // Dropping the streams closes them: blocked clients get EOF.
+        });
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wakes the blocking accept so the thread sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A write lock on every row of a cell's `instances` table, held by an open
+/// transaction on a connection of its own until released (or dropped).
+pub struct RowLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<mapping_model::Result<()>>>,
+}
+
+impl RowLock {
+    /// Takes the lock; returns once it is held.
+    pub fn hold(cell: &CellDb) -> Self {
+        let locker = cell.db.reopen(mapping_diesel::Options::default());
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            locker.with_connection(|conn| {
+                batch(conn, "BEGIN")?;
+                batch(conn, "UPDATE instances SET hostname = 'held'")?;
+                locked_tx.send(()).unwrap_or(());
+                let _ = release_rx.recv();
+                batch(conn, "ROLLBACK")
+            })
+        });
+        locked_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the lock was taken");
+        Self {
+            release: Some(release_tx),
+            holder: Some(holder),
+        }
+    }
+
+    /// Rolls the transaction back; returns once the lock is gone.
+    pub fn release(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        drop(self.release.take());
+        if let Some(h) = self.holder.take() {
+            h.join().expect("lock holder").expect("rollback");
+        }
+    }
+}
+
+impl Drop for RowLock {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.end();
+        }
+    }
+}
