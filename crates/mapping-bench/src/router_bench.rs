@@ -75,14 +75,17 @@ pub fn main() {
     };
     let plan = Plan::standard(quick);
     let mut rows = Vec::new();
+    let mut sick = Vec::new();
     for &backend in &backends {
         eprintln!("== router, {backend:?}");
         route_case(backend, plan, &mut rows);
         for cells in [3, 10] {
             scatter_case(backend, cells, plan, &mut rows);
         }
+        sick.push(sick_case(backend));
     }
-    let md = render(&rows, quick);
+    let mut md = render(&rows, quick);
+    md.push_str(&render_sick(&sick));
     std::fs::create_dir_all("target/bench").expect("output directory");
     std::fs::write("target/bench/router.md", &md).expect("write report");
     println!("{md}");
@@ -149,28 +152,35 @@ fn list(conn: &mut DbConnection) -> QueryResult<Vec<(String, String)>> {
         .load(conn)
 }
 
+/// A cell database of `backend` with `CELL_ROWS` instances over
+/// `CELL_ROWS / PER_PROJECT` projects (host names carry `i`).
+fn list_cell(backend: BackendKind, i: usize) -> TestDb {
+    let cell = TestDb::empty(backend);
+    let mut sql = String::from(
+        "CREATE TABLE instances (uuid VARCHAR(36) NOT NULL PRIMARY KEY, \
+         project_id VARCHAR(255) NOT NULL, hostname VARCHAR(255) NOT NULL); \
+         CREATE INDEX instances_project ON instances (project_id);",
+    );
+    for k in 0..CELL_ROWS {
+        let project = k % (CELL_ROWS / PER_PROJECT);
+        write!(
+            sql,
+            "INSERT INTO instances VALUES ('{}', 'p{project}', 'compute-{i}-{k}');",
+            uuid()
+        )
+        .expect("write to String");
+    }
+    cell.with_connection(|c| c.batch_execute(&sql).map_err(mapping_model::Error::from))
+        .expect("fill cell");
+    cell
+}
+
 fn scatter_case(backend: BackendKind, n: usize, plan: Plan, rows: &mut Vec<Row>) {
     let api = TestDb::new(BackendKind::Sqlite);
     let mut dbs = Vec::new();
     let mut cells = Vec::new();
     for i in 0..n {
-        let cell = TestDb::empty(backend);
-        let mut sql = String::from(
-            "CREATE TABLE instances (uuid VARCHAR(36) NOT NULL PRIMARY KEY, \
-             project_id VARCHAR(255) NOT NULL, hostname VARCHAR(255) NOT NULL); \
-             CREATE INDEX instances_project ON instances (project_id);",
-        );
-        for k in 0..CELL_ROWS {
-            let project = k % (CELL_ROWS / PER_PROJECT);
-            write!(
-                sql,
-                "INSERT INTO instances VALUES ('{}', 'p{project}', 'compute-{i}-{k}');",
-                uuid()
-            )
-            .expect("write to String");
-        }
-        cell.with_connection(|c| c.batch_execute(&sql).map_err(mapping_model::Error::from))
-            .expect("fill cell");
+        let cell = list_cell(backend, i);
         cells.push(
             api.cells()
                 .create(NewCellMapping::new(uuid(), "rabbit://", cell.url()).name(format!("c{i}")))
@@ -205,6 +215,118 @@ fn scatter_case(backend: BackendKind, n: usize, plan: Plan, rows: &mut Vec<Row>)
         b_name: "sequential",
     });
     drop(dbs);
+}
+
+/// Latencies of 100 scatter-gather calls over healthy cells, alone and
+/// with one more cell whose closure hangs.
+struct Sick {
+    backend: BackendKind,
+    alone: Vec<f64>,
+    beside_hung: Vec<f64>,
+    first_call: f64,
+}
+
+/// The quantile `q` (0..=1) of sorted `v`.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+    v.get(i).copied().unwrap_or(f64::NAN)
+}
+
+/// Three healthy cells of `backend` (the list case's tables and rows), and a
+/// SQLite cell whose closure blocks until the case ends: 100 calls with a
+/// 1 s timeout, after the one call that meets the hang and times out, against
+/// 100 calls over the healthy cells alone.
+fn sick_case(backend: BackendKind) -> Sick {
+    let api = TestDb::new(BackendKind::Sqlite);
+    let mut dbs = Vec::new();
+    let mut cells = Vec::new();
+    for i in 0..4 {
+        let cell = list_cell(if i < 3 { backend } else { BackendKind::Sqlite }, i);
+        cells.push(
+            api.cells()
+                .create(NewCellMapping::new(uuid(), "rabbit://", cell.url()).name(format!("c{i}")))
+                .expect("cell"),
+        );
+        dbs.push(cell);
+    }
+    let router = Router::new(api.db.clone(), RouterOptions::default()).expect("router");
+    let hung = cells[3].uuid;
+    let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let timeout = Duration::from_secs(1);
+    let run = |cells: &[CellMapping]| {
+        let g = std::sync::Arc::clone(&gate);
+        let start = std::time::Instant::now();
+        let r = router.scatter_gather(cells, timeout, move |cell, conn| {
+            if cell.uuid == hung {
+                let (open, cv) = &*g;
+                let mut o = open
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                while !*o {
+                    o = cv
+                        .wait(o)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+            list(conn)
+        });
+        let ns = start.elapsed().as_nanos() as f64;
+        for c in &cells[..3] {
+            assert!(r[&c.uuid].is_ok(), "healthy cell: {r:?}");
+        }
+        ns
+    };
+    let mut alone: Vec<f64> = (0..100).map(|_| run(&cells[..3])).collect();
+    let first_call = run(&cells);
+    let mut beside_hung: Vec<f64> = (0..100).map(|_| run(&cells)).collect();
+    {
+        let (open, cv) = &*gate;
+        *open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        cv.notify_all();
+    }
+    alone.sort_by(f64::total_cmp);
+    beside_hung.sort_by(f64::total_cmp);
+    eprintln!(
+        "   {backend:?} beside a hung cell: p50 {} p99 {} (alone p50 {} p99 {}); the call that met the hang {}",
+        fmt_ns(quantile(&beside_hung, 0.5)),
+        fmt_ns(quantile(&beside_hung, 0.99)),
+        fmt_ns(quantile(&alone, 0.5)),
+        fmt_ns(quantile(&alone, 0.99)),
+        fmt_ns(first_call)
+    );
+    drop(dbs);
+    Sick {
+        backend,
+        alone,
+        beside_hung,
+        first_call,
+    }
+}
+
+fn render_sick(rows: &[Sick]) -> String {
+    let mut md = String::from(
+        "\nA healthy cell's answer while another cell hangs: 100 scatter-gather calls over \
+         three healthy cells (timeout 1 s) beside a SQLite cell whose closure never returns, \
+         after the one call that met the hang, against 100 calls over the three alone.\n\n\
+         | backend | beside the hung cell p50 | p99 | max | alone p50 | p99 | the call that met the hang |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {:?} | {} | {} | {} | {} | {} | {} |",
+            r.backend,
+            fmt_ns(quantile(&r.beside_hung, 0.5)),
+            fmt_ns(quantile(&r.beside_hung, 0.99)),
+            fmt_ns(quantile(&r.beside_hung, 1.0)),
+            fmt_ns(quantile(&r.alone, 0.5)),
+            fmt_ns(quantile(&r.alone, 0.99)),
+            fmt_ns(r.first_call)
+        );
+    }
+    md
 }
 
 fn report_line(backend: BackendKind, case: &str, a: &Stats, b: &Stats) {
