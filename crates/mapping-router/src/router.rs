@@ -14,7 +14,7 @@ use crate::error::{BoxError, RouterError};
 use crate::health::{CellHealth, Health, JobFlags, Refusal};
 use crate::options::RouterOptions;
 use crate::pools::{CellPool, CellPools, Lookup, Origin, PoolStats};
-use crate::workers::{WorkerPool, WorkerStats};
+use crate::workers::{Job, WorkerPool, WorkerStats};
 
 /// The result of one cell in a scatter-gather.
 #[derive(Debug)]
@@ -701,6 +701,7 @@ impl Router {
             .collect();
         let slots = Arc::new(Slots::new(asked.len()));
         let mut pending = Vec::with_capacity(asked.len());
+        let mut jobs: Vec<Job> = Vec::with_capacity(asked.len());
         for (i, cell) in asked.iter().enumerate() {
             let uuid = cell.uuid;
             let flags = Arc::new(JobFlags::default());
@@ -711,7 +712,7 @@ impl Router {
                 Arc::clone(&self.inner),
                 Arc::clone(&flags),
             );
-            let task = self.inner.workers.submit(move || {
+            jobs.push(Box::new(move || {
                 let mut running = Running::with_flags(&inner, uuid, job_flags);
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     let (pool, fresh) = inner.pool_for(&cell, origin)?;
@@ -733,9 +734,15 @@ impl Router {
                 };
                 drop(running);
                 slots.put(i, result);
-            });
-            pending.push((uuid, task, flags));
+            }));
+            pending.push((uuid, flags));
         }
+        let tasks = self.inner.workers.submit_all(jobs);
+        let pending: Vec<_> = pending
+            .into_iter()
+            .zip(tasks)
+            .map(|((uuid, flags), task)| (uuid, task, flags))
+            .collect();
         let collected = slots.collect(deadline);
         // Jobs still queued are dropped first, so that a worker replacing a
         // detached one cannot start them meanwhile.

@@ -40,7 +40,8 @@ impl Task {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A job for a worker.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct State {
     queue: VecDeque<(Task, Job)>,
@@ -122,12 +123,37 @@ impl WorkerPool {
     }
 
     /// Queues `job`; the returned task lets the caller give up on it.
+    #[cfg(test)]
     pub(crate) fn submit(&self, job: impl FnOnce() + Send + 'static) -> Task {
-        let task = Task::default();
+        self.submit_all(vec![Box::new(job) as Job]).remove(0)
+    }
+
+    /// Queues every job at once (one lock, then a wake-up or a new worker
+    /// for each); the returned tasks, in order, let the caller give up on
+    /// them.
+    pub(crate) fn submit_all(&self, jobs: Vec<Job>) -> Vec<Task> {
         let mut st = self.shared.lock();
-        st.queue.push_back((task.clone(), Box::new(job)));
-        self.wake_or_spawn(&mut st);
-        task
+        let tasks = jobs
+            .into_iter()
+            .map(|job| {
+                let task = Task::default();
+                st.queue.push_back((task.clone(), job));
+                task
+            })
+            .collect::<Vec<_>>();
+        for _ in 0..tasks.len().min(st.idle) {
+            self.shared.work.notify_one();
+        }
+        // Queued jobs beyond the idle workers get a new worker each (up to
+        // `size`): a burst sees the same idle count for all its jobs.
+        for _ in 0..st.queue.len().saturating_sub(st.idle) {
+            let before = st.live;
+            self.spawn(&mut st);
+            if st.live == before {
+                break; // at `size`, or a thread could not be started
+            }
+        }
+        tasks
     }
 
     /// Gives up on `task` if it is still queued (it will never run); true if
@@ -176,22 +202,6 @@ impl WorkerPool {
             idle: st.idle,
             detached: st.detached,
             queued: st.queue.len(),
-        }
-    }
-
-    /// Wakes an idle worker for the queued jobs, and starts new workers
-    /// (up to `size`) while queued jobs outnumber the idle workers: a burst
-    /// of submissions sees the same idle count, so each job beyond it gets a
-    /// worker of its own.
-    fn wake_or_spawn(&self, st: &mut State) {
-        if st.queue.is_empty() {
-            return;
-        }
-        if st.idle > 0 {
-            self.shared.work.notify_one();
-        }
-        if st.queue.len() > st.idle {
-            self.spawn(st);
         }
     }
 
