@@ -226,3 +226,58 @@ fn wrong_password_message_is_redacted() {
         }
     }
 }
+
+/// `mysql+pymysql://…@localhost:PORT` reaches the server on PORT over TCP,
+/// as PyMySQL does; plain `mysql://…@localhost:PORT` keeps
+/// libmysqlclient's reading and takes the local server's socket. Two
+/// servers: the local MariaDB on its socket, and a listener on another
+/// loopback port that counts the connections it accepts (and never answers).
+#[cfg(feature = "mysql")]
+#[test]
+fn pymysql_localhost_reaches_the_port_not_the_socket() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let short = cell_mappings::Options::default()
+        .connection_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(1));
+
+    // PyMySQL's URL: the listener on the port is reached (and the open fails,
+    // since it never answers).
+    let r = Database::open_with(
+        &format!("mysql+pymysql://root@localhost:{port}/test"),
+        short.clone(),
+    );
+    assert!(r.is_err(), "the silent listener cannot have answered");
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 1,
+        "PyMySQL's localhost must be TCP to port {port}"
+    );
+
+    // libmysqlclient's URL: the local server's socket, whatever the port.
+    let before = accepted.load(Ordering::SeqCst);
+    match Database::open_with(&format!("mysql://root@localhost:{port}/test"), short) {
+        Ok(db) => assert_eq!(db.backend(), BackendKind::Mysql),
+        Err(e) => panic!(
+            "\n*** the local MariaDB's socket did not answer for mysql://root@localhost: {e}\n\
+             *** (scripts/services.sh starts MariaDB with its default socket)\n"
+        ),
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        before,
+        "mysql:// localhost must use the socket"
+    );
+}

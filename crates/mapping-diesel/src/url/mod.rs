@@ -1,4 +1,4 @@
-//! Database connection URLs (SPEC §6): which backend a URL names, the string
+//! Database connection URLs (the forms of `nova.conf`): which backend a URL names, the string
 //! diesel's `Connection::establish` needs for it, and a redacted form that is
 //! safe to log.
 //!
@@ -47,6 +47,17 @@
 //! diesel would refuse is refused here. A host is required, except that
 //! `mysql://user@/db?unix_socket=/path` (a form SQLAlchemy users write) is
 //! given the host `localhost`, which diesel turns into a socket connection.
+//!
+//! `localhost` reaches the server Nova reaches. PyMySQL, the driver of
+//! `mysql+pymysql://` URLs, connects over TCP to `localhost` at the port
+//! given (3306 by default), whereas libmysqlclient (and so diesel) takes the
+//! local socket for `localhost` and ignores the port: so in a
+//! `mysql+pymysql://` (or `mariadb+pymysql://`) URL without `unix_socket`,
+//! the host `localhost` is written `127.0.0.1`, and a node behind HAProxy on
+//! `localhost:3307` is reached through HAProxy, not the local server's
+//! socket. Plain `mysql://` and other drivers' URLs (`mysql+mysqldb://` is
+//! libmysqlclient too) keep libmysqlclient's reading: `localhost` is the
+//! socket.
 //! Only one host is accepted, and the database name must be a single path
 //! segment made of characters diesel passes on verbatim (diesel does not
 //! percent-decode it).

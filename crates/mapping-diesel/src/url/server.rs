@@ -70,6 +70,11 @@ impl ConnectionUrl {
                     .iter()
                     .any(|piece| form_decode(query_key(piece)) == "unix_socket");
                 let host = check_mysql_host(host, has_socket).map_err(fail)?;
+                let host = if is_pymysql(url) && !has_socket {
+                    tcp_for_localhost(&host)
+                } else {
+                    host
+                };
                 let database = match path.strip_prefix('/') {
                     Some(name) if !name.is_empty() => {
                         check_mysql_database(name).map_err(fail)?;
@@ -187,6 +192,27 @@ fn check_mysql_host(host: &str, has_socket: bool) -> Result<String, &'static str
         return Ok(format!("localhost{host}"));
     }
     Ok(host.to_owned())
+}
+
+/// True for `mysql+pymysql://` and `mariadb+pymysql://` URLs (any case).
+fn is_pymysql(url: &str) -> bool {
+    super::text::split_scheme(url).is_some_and(|(scheme, _)| {
+        let scheme = scheme.to_ascii_lowercase();
+        scheme == "mysql+pymysql" || scheme == "mariadb+pymysql"
+    })
+}
+
+/// PyMySQL reaches `localhost` over TCP (at the port given, 3306 by
+/// default), where libmysqlclient, and so diesel, would take the local
+/// socket and ignore the port: the host `localhost` becomes `127.0.0.1`.
+fn tcp_for_localhost(host: &str) -> String {
+    match split_host_port(host) {
+        Ok((name, port)) if name.eq_ignore_ascii_case("localhost") => match port {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => "127.0.0.1".to_owned(),
+        },
+        _ => host.to_owned(),
+    }
 }
 
 /// Checks that a MySQL database path segment reaches MySQL unchanged.

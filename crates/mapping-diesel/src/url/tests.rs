@@ -201,6 +201,49 @@ fn mysql_socket_without_host() {
 }
 
 #[test]
+fn pymysql_reaches_localhost_over_tcp_as_pymysql_does() {
+    for (url, diesel) in [
+        (
+            "mysql+pymysql://nova:pw@localhost:3307/nova?charset=utf8",
+            "mysql://nova:pw@127.0.0.1:3307/nova",
+        ),
+        (
+            "mysql+pymysql://nova@LocalHost/nova",
+            "mysql://nova@127.0.0.1/nova",
+        ),
+        (
+            "MariaDB+PyMySQL://nova@localhost:3308/x",
+            "mysql://nova@127.0.0.1:3308/x",
+        ),
+        // A socket named in the URL is used, as PyMySQL uses it.
+        (
+            "mysql+pymysql://nova@localhost/nova?unix_socket=/run/mysqld/mysqld.sock",
+            "mysql://nova@localhost/nova?unix_socket=/run/mysqld/mysqld.sock",
+        ),
+        // libmysqlclient's URLs keep its reading: localhost is the socket.
+        (
+            "mysql://nova@localhost:3307/nova",
+            "mysql://nova@localhost:3307/nova",
+        ),
+        (
+            "mysql+mysqldb://nova@localhost:3307/nova",
+            "mysql://nova@localhost:3307/nova",
+        ),
+        // Other hosts are untouched.
+        (
+            "mysql+pymysql://nova@db.example:3307/nova",
+            "mysql://nova@db.example:3307/nova",
+        ),
+        (
+            "mysql+pymysql://nova@localhost.example/nova",
+            "mysql://nova@localhost.example/nova",
+        ),
+    ] {
+        assert_eq!(ok(url).diesel_url(), diesel, "{url}");
+    }
+}
+
+#[test]
 fn mysql_refusals() {
     assert!(is_malformed("mysql://u@h:abc/db"));
     assert!(is_malformed("mysql://u@h:65536/db"));
