@@ -137,7 +137,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Some(CellResult::Failed(e)) => println!("  {name} failed: {e}"),
             Some(CellResult::DidNotRespond) => println!("  {name} did not respond"),
-            None => println!("  {name} was not asked"),
+            Some(CellResult::Unavailable { last_error, .. }) => {
+                println!("  {name} is unavailable: {last_error:?}")
+            }
+            Some(_) | None => println!("  {name} was not asked"),
         }
     }
     all.sort();
