@@ -1,13 +1,10 @@
 //! Creates return the id of the row they wrote, on one connection, through
 //! failed creates between them. On MariaDB a create is one round trip
-//! (`INSERT … RETURNING id`), which its first use on a connection, and its
-//! first use after a failure, learns by running once with
-//! `LAST_INSERT_ID()` (see `mysql_insert_returning_id`).
+//! (`INSERT … RETURNING id`, see `mysql_insert_returning_id`), and a failed
+//! one must not leave its statement blocking the next.
 
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cell_mappings::{
@@ -15,37 +12,6 @@ use cell_mappings::{
     NewInstanceMapping, Options,
 };
 use mapping_testkit::{backend_tests, new_cell, new_host, new_instance, BackendKind, TestDb};
-
-/// Counts the library's "first use of INSERT … RETURNING" events on this thread.
-struct FirstUses(Arc<AtomicUsize>);
-
-impl tracing::Subscriber for FirstUses {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Message(String);
-        impl tracing::field::Visit for Message {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn Debug) {
-                if field.name() == "message" {
-                    self.0 = format!("{value:?}");
-                }
-            }
-        }
-        let mut m = Message(String::new());
-        event.record(&mut m);
-        if m.0.contains("first use of INSERT") {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 fn exists<T: Debug>(r: cell_mappings::Result<T>, of: &InstanceMapping) {
     match r {
@@ -93,7 +59,7 @@ fn creates(db: &Database, cell: &CellMapping) -> Vec<InstanceMapping> {
 /// Runs `f` on a handle of one connection to `t`'s database, on a thread of
 /// its own and bounded in time (a statement left waiting for the rest of a
 /// result would block the next create for good); returns the handle, what
-/// `f` returned, and the "first use of INSERT … RETURNING" events counted.
+/// `f` returned.
 ///
 /// `returning: false` makes the handle read `LAST_INSERT_ID()` on MariaDB,
 /// as on a server without `INSERT … RETURNING`.
@@ -101,7 +67,7 @@ fn on_one_connection<R: Send + 'static>(
     t: &TestDb,
     returning: bool,
     f: impl FnOnce(&Database) -> R + Send + 'static,
-) -> (Database, R, usize) {
+) -> (Database, R) {
     let url = t.url().to_owned();
     let (done, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -109,9 +75,8 @@ fn on_one_connection<R: Send + 'static>(
         if !returning {
             cell_mappings::__private::without_insert_returning(&db);
         }
-        let first_uses = Arc::new(AtomicUsize::new(0));
-        let r = tracing::subscriber::with_default(FirstUses(first_uses.clone()), || f(&db));
-        let _ = done.send((db, r, first_uses.load(Ordering::SeqCst)));
+        let r = f(&db);
+        let _ = done.send((db, r));
     });
     match outcome.recv_timeout(Duration::from_secs(120)) {
         Ok(outcome) => outcome,
@@ -120,20 +85,11 @@ fn on_one_connection<R: Send + 'static>(
     }
 }
 
-/// The first uses of `INSERT … RETURNING` MariaDB should log for `n`.
-fn first_uses_on(t: &TestDb, n: usize) -> usize {
-    if t.backend() == BackendKind::Mysql {
-        n
-    } else {
-        0
-    }
-}
-
 /// Six instance-mapping creates and two refused ones on one connection:
 /// each returns its stored row's id.
 fn instance_creates(t: &TestDb, returning: bool) {
     let cell = t.cell();
-    let (db, made, first_uses) = on_one_connection(t, returning, move |db| creates(db, &cell));
+    let (db, made) = on_one_connection(t, returning, move |db| creates(db, &cell));
     // Each create's id is its stored row's, and they rise.
     for w in made.windows(2) {
         assert!(w[0].id < w[1].id, "ids {} then {}", w[0].id, w[1].id);
@@ -152,16 +108,11 @@ fn instance_creates(t: &TestDb, returning: bool) {
             .len(),
         6
     );
-    // MariaDB: the statement learns its columns on its first use (a),
-    // and again after each failure emptied the statement cache (c, e);
-    // every other create was one round trip. The others have RETURNING
-    // prepared as any statement.
-    assert_eq!(first_uses, first_uses_on(t, if returning { 3 } else { 0 }));
 }
 
 /// Cell and host creates, each with a refused one, on one connection.
 fn cell_and_host_creates(t: &TestDb, returning: bool) {
-    let (db, (cells, hosts), first_uses) = on_one_connection(t, returning, |db| {
+    let (db, (cells, hosts)) = on_one_connection(t, returning, |db| {
         let mut cm = db.cells();
         let c1 = cm.create(new_cell()).expect("c1");
         let again = NewCellMapping::new(c1.uuid.to_string(), "rabbit://x/", "sqlite://");
@@ -188,9 +139,6 @@ fn cell_and_host_creates(t: &TestDb, returning: bool) {
     for h in &hosts {
         assert_eq!(&db.host_mappings().get_by_host(&h.host).expect("stored"), h);
     }
-    // MariaDB: c1, c2 (after the refused cell), h1, h2 (after the
-    // refused host); h3 was one round trip.
-    assert_eq!(first_uses, first_uses_on(t, if returning { 4 } else { 0 }));
 }
 
 backend_tests! {

@@ -189,8 +189,8 @@ pub struct Manager {
     /// its text); cleared when a connection opens.
     last_error: Arc<Mutex<Option<Arc<ConnectionFailure>>>>,
     memory: Option<Arc<MemoryState>>,
-    /// Whether the server-locale warning was logged (server backends only).
-    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    /// Whether the server-locale warning was logged (MySQL-like only).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     warned_locale: Arc<AtomicBool>,
     server: ServerSettings,
     health: Arc<ConnectHealth>,
@@ -301,12 +301,10 @@ impl Manager {
                     let sep = if target.contains('?') { '&' } else { '?' };
                     format!("{target}{sep}connect_timeout={secs}")
                 };
-                let warned = Arc::clone(&self.warned_locale);
+                // No session setup: failures are told by their SQLSTATE,
+                // whatever language the server answers in.
                 let c = self.bounded(move || {
-                    let mut c = diesel::PgConnection::establish(&target)
-                        .map_err(ConnectionFailure::Establish)?;
-                    session_setup::postgres(&mut c, &warned);
-                    Ok(c)
+                    diesel::PgConnection::establish(&target).map_err(ConnectionFailure::Establish)
                 })?;
                 DbConnection::Postgres(c)
             }
@@ -482,44 +480,17 @@ fn reset_sqlite_transaction(conn: &mut DbConnection) {
     }
 }
 
-/// What every new server connection runs once (per-backend, small): pin the
-/// language of server messages so that failures are recognised by their
-/// code on any server, and find what the server supports.
+/// What every new MySQL/MariaDB connection runs once: pin the language of
+/// server messages. PostgreSQL needs nothing: its failures are told by
+/// their SQLSTATE, which diesel hands over; a MySQL-like server's error
+/// number is not handed over, and its SQLSTATE is too coarse for a
+/// lock-wait timeout (HY000) or Galera's "node not ready" (08S01, shared
+/// with a server shutdown), so those are told by their English text.
 mod session_setup {
     #[allow(unused_imports)]
     use super::*;
 
-    /// PostgreSQL: `SET lc_messages TO 'C'`. Only superusers (or, from
-    /// PostgreSQL 15, roles granted `SET` on it) may; otherwise the server's
-    /// setting stays, and a warning says how to fix it when that setting is
-    /// not English (SQLSTATEs diesel maps itself and lost connections are
-    /// still recognised; deadlocks and lock timeouts are not).
-    #[cfg(feature = "postgres")]
-    pub(super) fn postgres(c: &mut diesel::PgConnection, warned: &AtomicBool) {
-        if c.batch_execute("SET lc_messages TO 'C'").is_ok() {
-            return;
-        }
-        #[derive(diesel::QueryableByName)]
-        struct Lc {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            lc_messages: String,
-        }
-        let current = diesel::sql_query("SHOW lc_messages")
-            .get_result::<Lc>(c)
-            .map(|l| l.lc_messages)
-            .unwrap_or_default();
-        if !crate::errors::english_locale(&current) && !warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                lc_messages = %current,
-                "PostgreSQL reports errors in another language and this role may not change \
-                 lc_messages: deadlocks and lock timeouts will not be retried. Run, as a \
-                 superuser, ALTER ROLE <role> SET lc_messages = 'C' (or, from PostgreSQL 15, \
-                 GRANT SET ON PARAMETER lc_messages TO <role>)"
-            );
-        }
-    }
-
-    /// MySQL/MariaDB: `SET SESSION lc_messages = 'en_US'` (any user may).
+    /// `SET SESSION lc_messages = 'en_US'` (any user may).
     #[cfg(feature = "mysql")]
     pub(super) fn mysql(c: &mut diesel::MysqlConnection, warned: &AtomicBool) {
         if let Err(e) = c.batch_execute("SET SESSION lc_messages = 'en_US'") {

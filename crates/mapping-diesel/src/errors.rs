@@ -101,14 +101,15 @@ pub fn transience(e: &Error) -> Transience {
 }
 
 /// The untranslated texts of the failures that matter for retrying, each
-/// with its code, lower-cased. Every server session pins its message
-/// language when it opens (`connection::session_setup`: PostgreSQL
-/// `lc_messages = 'C'`, MySQL/MariaDB `lc_messages = 'en_US'`), so these
-/// catalogue texts are what the server sends whatever its own locale; the
-/// client libraries (libpq, libmysqlclient/libmariadb) and SQLite are not
-/// translated. This is how the code is recovered where diesel does not hand
-/// it over (diesel exposes neither SQLSTATE nor errno; it maps only a few
-/// codes to a `DatabaseErrorKind`, which is read first).
+/// with its code, lower-cased: how the code is recovered where the driver
+/// does not hand it over. PostgreSQL server errors carry their SQLSTATE
+/// (read first, in [`error_code`]); the PostgreSQL texts here serve errors
+/// without one. MySQL/MariaDB sessions pin their message language when they
+/// open (`connection::session_setup`: `lc_messages = 'en_US'`, which any
+/// user may set), so these texts are what the server sends whatever its own
+/// locale; diesel hands over neither MySQL's error number nor, for these
+/// failures, a precise SQLSTATE. The client libraries (libpq,
+/// libmysqlclient/libmariadb) and SQLite are not translated.
 const CATALOGUE: [(&str, ErrorCode); 25] = {
     use ErrorCode::*;
     [
@@ -155,13 +156,35 @@ const CATALOGUE: [(&str, ErrorCode); 25] = {
     ]
 };
 
-/// The code of a diesel error, where one can be told: from diesel's
-/// `DatabaseErrorKind` when it mapped the code, else from the untranslated
-/// catalogue text (see [`CATALOGUE`]).
+/// The SQLSTATEs the retry and connection logic acts on, as the static
+/// strings [`ErrorCode::SqlState`] holds.
+const SQLSTATES: [&str; 15] = [
+    "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "25P03", "08000", "08001", "08003",
+    "08004", "08006", "08007", "08P01", "08S01",
+];
+
+/// The code of a diesel error, where one can be told: the SQLSTATE the
+/// driver hands over (PostgreSQL: every server error, in any language), else
+/// diesel's `DatabaseErrorKind` when it mapped the code, else the
+/// untranslated catalogue text (see [`CATALOGUE`]).
 pub fn error_code(e: &DieselError) -> Option<ErrorCode> {
     let DieselError::DatabaseError(kind, info) = e else {
         return None;
     };
+    // PostgreSQL's SQLSTATEs are precise. MySQL-like servers report one
+    // too, but mostly the generic HY000 (a lock-wait timeout) or a shared
+    // one (08S01: Galera's "not ready" and a server shutdown, which are
+    // handled differently): for them only 40001 (a deadlock, as on
+    // PostgreSQL) is taken from the code, and the rest from the error's
+    // text below (diesel does not hand over MySQL's error number).
+    if let Some(state) = info.sqlstate() {
+        let precise = SQLSTATES
+            .iter()
+            .find(|c| **c == state.as_str() && **c != "08S01");
+        if let Some(&code) = precise {
+            return Some(ErrorCode::SqlState(code));
+        }
+    }
     match kind {
         // PostgreSQL 40001 or MySQL 1213: the same meaning for retrying.
         DatabaseErrorKind::SerializationFailure => return Some(ErrorCode::SqlState("40001")),
@@ -189,13 +212,6 @@ pub fn diesel_transience(e: &DieselError) -> Transience {
         DieselError::BrokenTransactionManager => Transience::ConnectionLost,
         _ => Transience::Permanent,
     }
-}
-
-/// Whether a locale name (`lc_messages`) gives untranslated messages.
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub(crate) fn english_locale(lc: &str) -> bool {
-    let lc = lc.trim();
-    lc.is_empty() || lc == "C" || lc == "POSIX" || lc.starts_with("C.") || lc.starts_with("en")
 }
 
 #[cfg(test)]
@@ -248,16 +264,6 @@ mod tests {
         );
         assert_eq!(MysqlErrno(1064).transience(), Transience::Permanent);
         assert_eq!(error_code(&DieselError::NotFound), None);
-    }
-
-    #[test]
-    fn english_locales() {
-        for lc in ["", "C", "POSIX", "C.UTF-8", "en_US.UTF-8", "en_US"] {
-            assert!(english_locale(lc), "{lc}");
-        }
-        for lc in ["de_DE.UTF-8", "de_DE", "fr_FR"] {
-            assert!(!english_locale(lc), "{lc}");
-        }
     }
 
     fn db(kind: DatabaseErrorKind, message: &str) -> DieselError {

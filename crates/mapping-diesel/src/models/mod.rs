@@ -319,23 +319,18 @@ impl MysqlReturning {
 /// The new row's id from `<insert> RETURNING id` on MariaDB: one round trip,
 /// as the raw client reading the id from the insert's OK packet.
 ///
-/// diesel reads a prepared statement's result metadata before executing
-/// it, and MariaDB's prepare reply for `INSERT … RETURNING` announces no
-/// columns (MDEV-27013), so the first load on a connection fails with "No
-/// metadata exists" before anything is executed. The client library
-/// (MariaDB Connector/C) takes the columns from the first execution's
-/// result and keeps them on the statement, which diesel has cached: so that
-/// first create runs the same statement as a plain execution (the row is
-/// written, the id read with `LAST_INSERT_ID()`), and every later create on
-/// the connection loads the id in one round trip.
+/// MariaDB's prepare reply for `INSERT … RETURNING` announces no columns
+/// (MDEV-27013); diesel 2.4 reads them from the first execution's result,
+/// so every create is one round trip, the first on a connection included.
 ///
 /// After a failed execution (a duplicate uuid, a missing cell, a deadlock)
-/// Connector/C leaves such a statement waiting for the rest of a result
-/// that never comes, and its next execution would block for good; so on
-/// any failure the connection's statement cache is emptied (its statements
-/// closed, prepared again as they are next used). A server that does not
-/// know the syntax (MySQL, MariaDB before 10.5) refuses it at prepare,
-/// before anything is written: the handle then uses `LAST_INSERT_ID()`.
+/// MariaDB Connector/C may leave such a statement waiting for the rest of a
+/// result that never comes, and its next execution would block for good; so
+/// on any failure the connection's statement cache is emptied (its
+/// statements closed, prepared again as they are next used). A server that
+/// does not know the syntax (MySQL, MariaDB before 10.5) refuses it at
+/// prepare, before anything is written: the handle then uses
+/// `LAST_INSERT_ID()`.
 ///
 /// Where the insert is followed by `LAST_INSERT_ID()`, `atomic` runs the
 /// two in one transaction (a savepoint inside a caller's).
@@ -354,15 +349,7 @@ where
     if returning.unsupported.load(Ordering::Relaxed) {
         return mysql_execute_then_last_id(c, insert, atomic);
     }
-    let stmt = ReturningId(insert);
-    let result = match stmt.get_result::<i32>(c) {
-        Err(diesel::result::Error::DeserializationError(e))
-            if e.to_string() == "No metadata exists" =>
-        {
-            // Prepared, not executed: the first use on this connection.
-            tracing::debug!("first use of INSERT … RETURNING on this connection");
-            mysql_execute_then_last_id(c, stmt, atomic)
-        }
+    let result = match ReturningId(insert).get_result::<i32>(c) {
         Err(e)
             if crate::errors::error_code(&e)
                 == Some(crate::errors::ErrorCode::MysqlErrno(1064)) =>
