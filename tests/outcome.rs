@@ -210,13 +210,15 @@ fn lost_around_the_commit(backend: cell_mappings::BackendKind) {
         created
     );
 
-    // On MySQL an unscheduled create outside a transaction is the insert,
-    // committed on its own, then `LAST_INSERT_ID()`: lost before the id is
-    // read, it is run again and finds its own row.
+    // On a MySQL server without `INSERT … RETURNING`, an unscheduled create
+    // outside a transaction is the insert, committed on its own, then
+    // `LAST_INSERT_ID()`: lost before the id is read, it is run again and
+    // finds its own row.
     // A fresh handle: its connection prepares `LAST_INSERT_ID()` now, so
     // the statement's text crosses the relay (a cached one would not).
     if backend == cell_mappings::BackendKind::Mysql {
         let fresh = Database::open_with(&url, Options::default()).unwrap();
+        cell_mappings::__private::without_insert_returning(&fresh);
         let new = new_instance("p", "u");
         relay.arm_on(b"LAST_INSERT_ID");
         let created = fresh.instance_mappings().create(new.clone()).unwrap();
