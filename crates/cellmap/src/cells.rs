@@ -5,7 +5,7 @@ use mapping_cellv2::chain;
 use mapping_model::{CellMappingUpdate, NewCellMapping, CELL0_UUID};
 use serde_json::json;
 
-use crate::output::{mask_password, Format, Listing};
+use crate::output::{mask_password, outln, Format, Listing};
 use crate::{exit, fail, Ctx, Failure};
 
 /// `list_cells`: every cell, URLs masked unless `--verbose`.
@@ -41,7 +41,7 @@ pub(crate) fn list_cells(ctx: &Ctx, verbose: bool) -> Result<u8, Failure> {
             json!(c.disabled),
         ]);
     }
-    l.print(ctx.format);
+    l.print(ctx.format)?;
     Ok(0)
 }
 
@@ -96,8 +96,8 @@ pub(crate) fn create_cell(
     }
     api.cells().create(new).map_err(fail("creating the cell"))?;
     match ctx.format {
-        Format::Json => println!("{}", json!({ "uuid": uuid })),
-        Format::Table if verbose => println!("{uuid}"),
+        Format::Json => outln!("{}", json!({ "uuid": uuid }))?,
+        Format::Table if verbose => outln!("{uuid}")?,
         Format::Table => {}
     }
     Ok(0)
@@ -116,7 +116,11 @@ pub(crate) fn update_cell(
     let api = ctx.api()?;
     let cell = match api.cells().get_by_uuid(cell_uuid) {
         Ok(c) => c,
-        Err(mapping_model::Error::CellMappingNotFound { .. }) => {
+        // A uuid that is not one names no cell: nova-manage's "not found".
+        Err(
+            mapping_model::Error::CellMappingNotFound { .. }
+            | mapping_model::Error::InvalidInput { .. },
+        ) => {
             eprintln!("Cell with uuid {cell_uuid} was not found.");
             return Ok(1);
         }
@@ -191,8 +195,8 @@ pub(crate) fn cell0_connection(main: &str) -> String {
 pub(crate) fn map_cell0(ctx: &Ctx, database_connection: Option<String>) -> Result<u8, Failure> {
     let Some(db) = database_connection.or_else(|| ctx.database_connection().map(cell0_connection))
     else {
-        return Err(Failure(
-            "no --database_connection and no [database]/connection in the configuration".into(),
+        return Err(Failure::msg(
+            "no --database_connection and no [database]/connection in the configuration",
         ));
     };
     let api = ctx.api()?;
@@ -218,7 +222,10 @@ pub(crate) fn list_hosts(ctx: &Ctx, cell_uuid: Option<&str>) -> Result<u8, Failu
                 .host_mappings()
                 .get_by_cell_id(cell.id)
                 .map_err(fail("listing hosts"))?,
-            Err(mapping_model::Error::CellMappingNotFound { .. }) => {
+            Err(
+                mapping_model::Error::CellMappingNotFound { .. }
+                | mapping_model::Error::InvalidInput { .. },
+            ) => {
                 eprintln!("Cell with uuid {u} was not found.");
                 return Ok(1);
             }
@@ -242,7 +249,7 @@ pub(crate) fn list_hosts(ctx: &Ctx, cell_uuid: Option<&str>) -> Result<u8, Failu
             json!(h.host),
         ]);
     }
-    l.print(ctx.format);
+    l.print(ctx.format)?;
     Ok(0)
 }
 

@@ -1,12 +1,38 @@
 //! The command line: `cellmap`'s options and subcommands (clap's derive
 //! types; their doc comments are the help text).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use mapping_cellv2::MAP_INSTANCES_BATCH_SIZE;
 
 use crate::output::Format;
+
+/// The arguments without the `cell_v2` of `cellmap cell_v2 <command>`
+/// (the nova-manage habit): the first argument that is neither an option
+/// nor the value of `--config-file` or `--format` is dropped when it is
+/// `cell_v2`. Everything else is left as it was, for clap to judge.
+pub(crate) fn without_cell_v2(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let arg = args[i].to_string_lossy();
+        if arg == "--config-file" || arg == "--format" {
+            i += 2;
+        } else if arg == "--" {
+            return args;
+        } else if arg.starts_with('-') {
+            i += 1;
+        } else {
+            if arg == "cell_v2" {
+                args.remove(i);
+            }
+            return args;
+        }
+    }
+    args
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,9 +49,14 @@ pub(crate) struct Cli {
     /// Output format of listings and reports.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
-    /// Log what is done on stderr.
+    /// Log what is done on stderr, and print the causes of an error one
+    /// per line.
     #[arg(long, global = true)]
     pub(crate) debug: bool,
+    /// Print tables whole: no cell cut to the terminal's width, every item
+    /// of a list.
+    #[arg(long, global = true)]
+    pub(crate) wide: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -176,4 +207,49 @@ pub(crate) enum Command {
     Check,
     /// Mappings per cell, per project and unscheduled. Exit 0.
     Stats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip(args: &[&str]) -> Vec<String> {
+        without_cell_v2(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn cell_v2_is_dropped_before_the_command_only() {
+        assert_eq!(
+            strip(&["cellmap", "cell_v2", "list_cells"]),
+            ["cellmap", "list_cells"]
+        );
+        assert_eq!(
+            strip(&[
+                "cellmap",
+                "--config-file",
+                "cell_v2",
+                "--debug",
+                "cell_v2",
+                "list_cells"
+            ]),
+            [
+                "cellmap",
+                "--config-file",
+                "cell_v2",
+                "--debug",
+                "list_cells"
+            ]
+        );
+        assert_eq!(
+            strip(&["cellmap", "list_hosts", "--cell_uuid", "cell_v2"]),
+            ["cellmap", "list_hosts", "--cell_uuid", "cell_v2"]
+        );
+        assert_eq!(
+            strip(&["cellmap", "--format=json", "cell_v2", "stats"]),
+            ["cellmap", "--format=json", "stats"]
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::output::{Format, Listing};
+use crate::output::{outln, summary_of, write_out, Format, Listing};
 use crate::{fail, Ctx, Failure};
 
 /// `check`: reports what is unsound in the mappings (exit 1 if anything).
@@ -19,28 +19,34 @@ pub(crate) fn check(ctx: &Ctx) -> Result<u8, Failure> {
         ("What to do", "hint"),
     ]);
     for p in &report.problems {
-        problems.push(vec![
-            json!(p.kind),
-            json!(p.count),
-            json!(p.sample),
-            json!(p.hint),
-        ]);
+        // A table shows the first few examples and how many more there are.
+        let sample = match ctx.format {
+            Format::Json => json!(p.sample),
+            Format::Table => json!(summary_of(
+                &p.sample,
+                usize::try_from(p.count).unwrap_or(usize::MAX)
+            )),
+        };
+        problems.push(vec![json!(p.kind), json!(p.count), sample, json!(p.hint)]);
     }
     match ctx.format {
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             json!({
                 "ok": report.is_ok(),
                 "cells_checked": report.cells_checked,
                 "mappings_checked": report.mappings_checked,
+                "instances_checked": report.instances_checked,
                 "problems": problems.to_json(),
             })
-        ),
-        Format::Table if report.is_ok() => println!(
-            "No problems found ({} cells, {} instance mappings checked).",
-            report.cells_checked, report.mappings_checked
-        ),
-        Format::Table => problems.print(ctx.format),
+        )?,
+        Format::Table if report.is_ok() => outln!(
+            "No problems found ({} cells, {} instance mappings and {} instances checked).",
+            report.cells_checked,
+            report.mappings_checked,
+            report.instances_checked
+        )?,
+        Format::Table => problems.print(ctx.format)?,
     }
     Ok(if report.is_ok() { 0 } else { 1 })
 }
@@ -68,19 +74,29 @@ pub(crate) fn stats(ctx: &Ctx) -> Result<u8, Failure> {
         projects.push(vec![json!(p), json!(n)]);
     }
     match ctx.format {
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             json!({
                 "total": s.total,
                 "unscheduled": s.unscheduled,
+                "in_missing_cells": s.in_missing_cells,
                 "cells": cells.to_json(),
                 "projects": projects.to_json(),
             })
-        ),
+        )?,
         Format::Table => {
-            print!("{}", cells.to_table());
-            println!("Unscheduled: {}   Total: {}", s.unscheduled, s.total);
-            print!("{}", projects.to_table());
+            write_out(&cells.to_table())?;
+            if s.in_missing_cells > 0 {
+                outln!(
+                    "Unscheduled: {}   In missing cells: {} (see `cellmap check`)   Total: {}",
+                    s.unscheduled,
+                    s.in_missing_cells,
+                    s.total
+                )?;
+            } else {
+                outln!("Unscheduled: {}   Total: {}", s.unscheduled, s.total)?;
+            }
+            write_out(&projects.to_table())?;
         }
     }
     Ok(0)

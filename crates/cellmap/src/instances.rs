@@ -10,8 +10,8 @@ use mapping_cellv2::{
 use mapping_diesel::Database;
 use serde_json::json;
 
-use crate::output::{Format, Listing};
-use crate::{exit, fail, Ctx, Failure};
+use crate::output::{outln, summary, Format, Listing};
+use crate::{exit, fail, report, Ctx, Failure};
 
 /// `verify_instance`: whether an instance is mapped, and to which cell.
 pub(crate) fn verify_instance(ctx: &Ctx, uuid: &str, quiet: bool) -> Result<u8, Failure> {
@@ -52,11 +52,11 @@ pub(crate) fn verify_instance(ctx: &Ctx, uuid: &str, quiet: bool) -> Result<u8, 
     };
     if !quiet {
         match ctx.format {
-            Format::Table => println!("{text}"),
-            Format::Json => println!(
+            Format::Table => outln!("{text}")?,
+            Format::Json => outln!(
                 "{}",
                 json!({"uuid": uuid, "status": status, "cell_uuid": cell.map(|c| c.uuid.to_string())})
-            ),
+            )?,
         }
     }
     Ok(exit(outcome.exit_code()))
@@ -106,6 +106,11 @@ impl Progress {
     }
 }
 
+/// Exit code of a `map_instances` run that reached the end but skipped
+/// instances that cannot be mapped (nova-manage has none: it stops with
+/// 255 at the first such instance).
+const EXIT_SKIPPED: u8 = 2;
+
 /// `map_instances`: maps a cell's instances in batches, resumable.
 pub(crate) fn map_instances(
     ctx: &Ctx,
@@ -148,11 +153,32 @@ pub(crate) fn map_instances(
         json!(report.complete),
         json!((secs * 1000.0).round() / 1000.0),
     ]);
-    l.print(ctx.format);
-    Ok(if report.complete { 0 } else { 1 })
+    l.print(ctx.format)?;
+    if !report.unmappable.is_empty() {
+        eprintln!(
+            "cellmap: {} instances of cell {cell_uuid} could not be mapped (no project_id or \
+             user_id, or not a UUID): {}; `cellmap check` gives the reason for each",
+            report.unmappable.len(),
+            summary(&report.unmappable)
+        );
+    }
+    // 1: more to map (run again); 2: done, but instances were skipped
+    // (running again does not help: see `cellmap check`).
+    Ok(if !report.complete {
+        1
+    } else if !report.unmappable.is_empty() {
+        EXIT_SKIPPED
+    } else {
+        0
+    })
 }
 
-/// `discover_hosts`: maps the compute hosts the cells know of.
+/// `discover_hosts`: maps the compute hosts the cells know of, cell by
+/// cell. A cell that cannot be read does not stop the others: each is
+/// reported (with `--verbose` or in JSON; a failure always on stderr), and
+/// the exit code is nova-manage's at the end: 255 when a cell failed (its
+/// "unexpected error", where nova-manage stops at that cell), else 1 with
+/// `--strict` and no host mapped, else 0.
 pub(crate) fn discover_hosts(
     ctx: &Ctx,
     cell_uuid: Option<&str>,
@@ -162,16 +188,54 @@ pub(crate) fn discover_hosts(
 ) -> Result<u8, Failure> {
     let api = ctx.api()?;
     let router = ctx.router(&api)?;
-    let found = mapping_cellv2::discover_hosts(&api, &router, cell_uuid, by_service)
+    let done = mapping_cellv2::discover_hosts_per_cell(&api, &router, cell_uuid, by_service)
         .map_err(fail("discover_hosts"))?;
-    if verbose || ctx.format == Format::Json {
-        let mut l = Listing::new(vec![("Hostname", "host"), ("Cell UUID", "cell_uuid")]);
-        for d in &found {
-            l.push(vec![json!(d.host), json!(d.cell_uuid.to_string())]);
-        }
-        l.print(ctx.format);
+    let mut failed = false;
+    let mut mapped = 0usize;
+    let mut cells = Listing::new(vec![
+        ("Cell Name", "name"),
+        ("Cell UUID", "uuid"),
+        ("Result", "status"),
+        ("Hosts Mapped", "hosts"),
+        ("Error", "error"),
+    ]);
+    let mut hosts = Vec::new();
+    for d in &done {
+        let (status, found, error) = match &d.outcome {
+            Ok(found) => ("ok", found.as_slice(), None),
+            Err(e) => {
+                failed = true;
+                let f = Failure::of(&format!("discover_hosts: cell {}", d.cell.identity()))(e);
+                report(f, ctx.debug);
+                ("error", &[][..], Some(chain(e)))
+            }
+        };
+        mapped += found.len();
+        cells.push(vec![
+            json!(d.cell.name),
+            json!(d.cell.uuid.to_string()),
+            json!(status),
+            json!(found.iter().map(|h| h.host.as_str()).collect::<Vec<_>>()),
+            json!(error),
+        ]);
+        hosts.extend(
+            found
+                .iter()
+                .map(|h| json!({"host": h.host, "cell_uuid": h.cell_uuid.to_string()})),
+        );
     }
-    Ok(if strict && found.is_empty() { 1 } else { 0 })
+    match ctx.format {
+        Format::Json => outln!("{}", json!({"cells": cells.to_json(), "hosts": hosts}))?,
+        Format::Table if verbose => cells.print(ctx.format)?,
+        Format::Table => {}
+    }
+    Ok(if failed {
+        crate::EXIT_ERROR
+    } else if strict && mapped == 0 {
+        1
+    } else {
+        0
+    })
 }
 
 /// `online_data_migrations`: the API database's two online migrations.
@@ -215,7 +279,7 @@ pub(crate) fn online_data_migrations(ctx: &Ctx, max_count: Option<i64>) -> Resul
             for (i, (name, _)) in migrations.iter().enumerate() {
                 l.push(vec![json!(name), json!(totals[i].0), json!(totals[i].1)]);
             }
-            l.print(ctx.format);
+            l.print(ctx.format)?;
             return Ok(if failed {
                 2
             } else if ran > 0 {

@@ -5,8 +5,11 @@
 //! `[DEFAULT]/transport_url` and `[database]/connection`, and offers the
 //! commands of `nova-manage cell_v2` with nova-manage's exit codes, the two
 //! online data migrations, and `check` and `stats`. Errors are one line on
-//! stderr with exit code 255 (nova-manage's "unexpected error"); usage
-//! errors exit with 2. See `crates/cellmap/README.md`.
+//! stderr (`--debug` adds their causes, one per line) with exit code 255
+//! (nova-manage's "unexpected error"), or 1 for a configuration file that
+//! is missing or malformed (as nova-manage); usage errors exit with 2. A
+//! stdout closed by its reader ends the command quietly with 0. See
+//! docs/cellv2.md.
 
 // The doc comments of the command-line types are clap's help text, which
 // names nova.conf options as `[section]/option`: not intra-doc links.
@@ -22,7 +25,7 @@ mod output;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mapping_cellv2::{chain, Router, RouterOptions};
+use mapping_cellv2::{messages, Router, RouterOptions};
 use mapping_diesel::{Database, Options};
 
 use cells::{
@@ -39,18 +42,90 @@ const EXIT_ERROR: u8 = 255;
 /// Exit code of a bad `--max-count` (nova-manage's 127).
 const EXIT_BAD_MAX_COUNT: u8 = 127;
 
-/// An error that stops the command, printed as one line.
+/// Exit code of a configuration file that is missing or malformed
+/// (nova-manage's: oslo.config raises before its error handler, so Python
+/// exits with 1).
+const EXIT_CONFIG: u8 = 1;
+
+/// Why a command stopped before its end.
 #[derive(Debug)]
-struct Failure(String);
+enum Failure {
+    /// An error, printed as one line (`--debug` adds its causes, one per
+    /// line), with this exit code.
+    Error {
+        /// The exit code.
+        code: u8,
+        /// The one-line message: what was being done, the error and each
+        /// of its causes once.
+        message: String,
+        /// The error and its causes, outermost first, each once.
+        causes: Vec<String>,
+    },
+    /// Stdout was closed by its reader (`cellmap stats | head -1`): the
+    /// command ends quietly with 0, as `ls | head` does.
+    ClosedPipe,
+}
 
 impl Failure {
+    /// An error of our own, without a cause (exit 255).
+    fn msg(message: impl Into<String>) -> Failure {
+        Failure::Error {
+            code: EXIT_ERROR,
+            message: mapping_cellv2::one_line(&message.into()),
+            causes: Vec::new(),
+        }
+    }
+
+    /// The error `e` met while doing `what` (exit 255).
     fn of(what: &str) -> impl FnOnce(&dyn std::error::Error) -> Failure + '_ {
-        move |e| Failure(format!("{what}: {}", chain(e)))
+        move |e| {
+            let causes = messages(e);
+            Failure::Error {
+                code: EXIT_ERROR,
+                message: format!("{what}: {}", causes.join(": ")),
+                causes,
+            }
+        }
+    }
+
+    /// The same failure with another exit code.
+    fn with_code(self, code: u8) -> Failure {
+        match self {
+            Failure::Error {
+                message, causes, ..
+            } => Failure::Error {
+                code,
+                message,
+                causes,
+            },
+            other => other,
+        }
     }
 }
 
 fn fail<E: std::error::Error>(what: &str) -> impl FnOnce(E) -> Failure + '_ {
     move |e| Failure::of(what)(&e)
+}
+
+/// Prints a failure on stderr: one line, and with `debug` the causes, one
+/// per line. Returns the exit code.
+fn report(failure: Failure, debug: bool) -> u8 {
+    match failure {
+        Failure::ClosedPipe => 0,
+        Failure::Error {
+            code,
+            message,
+            causes,
+        } => {
+            eprintln!("cellmap: error: {message}");
+            if debug {
+                for c in causes {
+                    eprintln!("  caused by: {c}");
+                }
+            }
+            code
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -64,8 +139,10 @@ fn main() -> ExitCode {
         eprintln!("cellmap: internal error: {msg}");
         std::process::exit(i32::from(EXIT_ERROR));
     }));
-    let cli = Cli::parse();
-    if cli.debug {
+    let cli = Cli::parse_from(cli::without_cell_v2(std::env::args_os()));
+    let debug = cli.debug;
+    output::set_table_width(cli.wide);
+    if debug {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_max_level(tracing::Level::DEBUG)
@@ -73,16 +150,14 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(Failure(msg)) => {
-            eprintln!("cellmap: error: {msg}");
-            ExitCode::from(EXIT_ERROR)
-        }
+        Err(f) => ExitCode::from(report(f, debug)),
     }
 }
 
 struct Ctx {
     cfg: Config,
     format: Format,
+    debug: bool,
 }
 
 impl Ctx {
@@ -96,7 +171,7 @@ impl Ctx {
 
     fn api(&self) -> Result<Database, Failure> {
         let url = self.cfg.get("api_database", "connection").ok_or_else(|| {
-            Failure(format!(
+            Failure::msg(format!(
                 "no [api_database]/connection in {}",
                 if self.cfg.files.is_empty() {
                     "any configuration file (give --config-file)".to_owned()
@@ -143,10 +218,12 @@ fn parse_max_count(raw: Option<&str>) -> Result<Option<i64>, u8> {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
-    let cfg = Config::load(&cli.config_file).map_err(fail("configuration"))?;
+    let cfg = Config::load(&cli.config_file)
+        .map_err(|e| Failure::of("configuration")(&e).with_code(EXIT_CONFIG))?;
     let ctx = Ctx {
         cfg,
         format: cli.format,
+        debug: cli.debug,
     };
     match cli.command {
         Command::ListCells { verbose } => list_cells(&ctx, verbose),

@@ -88,13 +88,83 @@ fn assert_code(out: &Out, code: i32) {
     );
 }
 
-/// A one-line error on stderr without backtrace.
+/// A one-line error on stderr without backtrace, exit 255.
 fn assert_one_line_error(out: &Out) {
-    assert_code(out, 255);
+    assert_one_line_error_code(out, 255);
+}
+
+/// A one-line error on stderr without backtrace, exit `code`.
+fn assert_one_line_error_code(out: &Out, code: i32) {
+    assert_code(out, code);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
     assert!(lines[0].starts_with("cellmap: error: "), "{}", lines[0]);
     assert!(!out.stderr.contains("backtrace") && !out.stderr.contains("panicked"));
+}
+
+/// Runs the binary with its stdout a pipe whose reading end is closed
+/// before the binary writes anything, as `cellmap … | head -0` would.
+fn closed_pipe(conf: &Conf, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellmap"));
+    for f in &conf.files {
+        cmd.arg("--config-file").arg(f);
+    }
+    let mut child = cmd
+        .args(args)
+        .env("HOME", std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cellmap");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    (child.wait().expect("wait for cellmap"), stderr)
+}
+
+/// `ls | head`: exit 0, or killed by SIGPIPE; nothing on stderr.
+fn assert_quiet_end(status: std::process::ExitStatus, stderr: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        let sigpipe = 13;
+        assert!(
+            status.code() == Some(0) || status.signal() == Some(sigpipe),
+            "exit 0 or SIGPIPE, got {status:?}; stderr: {stderr}"
+        );
+    }
+    #[cfg(not(unix))]
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+}
+
+/// A URL of `backend` that cannot be reached: a closed loopback port on
+/// the servers, a file in a directory that does not exist on SQLite.
+fn unreachable_url(backend: mapping_testkit::BackendKind, db: &str) -> String {
+    match backend {
+        mapping_testkit::BackendKind::Postgres => {
+            format!("postgresql+psycopg2://nova:pw@127.0.0.1:1/{db}")
+        }
+        mapping_testkit::BackendKind::Mysql => format!("mysql+pymysql://nova:pw@127.0.0.1:1/{db}"),
+        _ => format!("sqlite:////nonexistent-cellmap-dir/{db}.sqlite"),
+    }
+}
+
+/// No part of a `: `-separated error line is repeated in it.
+fn assert_no_repeats(line: &str) {
+    for part in line.split(": ").filter(|p| p.len() >= 12) {
+        assert_eq!(
+            line.matches(part).count(),
+            1,
+            "{part:?} repeated in {line:?}"
+        );
+    }
 }
 
 mapping_testkit::backend_tests! {
@@ -174,7 +244,7 @@ mapping_testkit::backend_tests! {
         cdb.add_compute_node("compute-a");
         let out = cellmap(&c, &["discover_hosts", "--strict", "--format", "json"]);
         assert_code(&out, 0);
-        assert_eq!(out.json()[0]["host"], "compute-a");
+        assert_eq!(out.json()["hosts"][0]["host"], "compute-a");
         let out = cellmap(&c, &["list_hosts", "--cell_uuid", &cell.uuid.to_string(), "--format", "json"]);
         assert_code(&out, 0);
         assert_eq!(out.json()[0]["cell_uuid"], cell.uuid.to_string());
@@ -251,9 +321,10 @@ mapping_testkit::backend_tests! {
 
     fn errors_are_one_line(t) {
         let c = conf(t, true);
-        // A missing configuration file.
+        // A missing configuration file: 1, as nova-manage (oslo.config
+        // raises before nova-manage's error handler).
         let out = raw(Command::new(env!("CARGO_BIN_EXE_cellmap")).args(["--config-file", "/nonexistent/nova.conf", "list_cells"]));
-        assert_one_line_error(&out);
+        assert_one_line_error_code(&out, 1);
         assert!(out.stderr.contains("/nonexistent/nova.conf"), "{}", out.stderr);
         // A bad URL in [api_database]/connection, with a password.
         std::fs::write(&c.files[1], "[api_database]\nconnection = nosuchdb://admin:hunter2@h/x\n").unwrap();
@@ -269,9 +340,231 @@ mapping_testkit::backend_tests! {
         // A syntax error names the line.
         std::fs::write(&c.files[0], "[DEFAULT]\nthis is not an option\n").unwrap();
         let out = cellmap(&only_first, &["list_cells"]);
-        assert_one_line_error(&out);
+        assert_one_line_error_code(&out, 1);
         assert!(out.stderr.contains("line 2"), "{}", out.stderr);
         // Usage errors are clap's (exit 2).
         assert_eq!(cellmap(&c, &["no_such_command"]).code, 2);
+    }
+    fn a_closed_pipe_ends_quietly(t) {
+        let c = conf(t, true);
+        let cdb = CellDb::new(t.backend());
+        let cell = cdb.map_in(t);
+        // A large output: 3,000 projects in the stats listing.
+        for i in 0..3000 {
+            cdb.add_instance(&mapping_testkit::NewCellInstance::new(&format!("project-{i:05}"), "u", mapping_testkit::at(i)));
+        }
+        assert_code(&cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid.to_string()]), 0);
+        for args in [&["stats"][..], &["stats", "--format", "json"], &["list_cells"], &["list_hosts"]] {
+            let (status, stderr) = closed_pipe(&c, args);
+            assert_quiet_end(status, &stderr);
+        }
+        // And as a shell runs it: `cellmap stats | head -1`.
+        let files: Vec<String> = c.files.iter().map(|f| format!("--config-file '{}'", f.display())).collect();
+        let out = raw(Command::new("sh").arg("-c").arg(format!(
+            "'{}' {} stats | head -1",
+            env!("CARGO_BIN_EXE_cellmap"),
+            files.join(" ")
+        )));
+        assert!(out.stdout.starts_with("+"), "{}", out.stdout);
+        assert!(out.stderr.is_empty(), "nothing on stderr: {}", out.stderr);
+    }
+
+    fn malformed_uuids_are_not_found(t) {
+        let c = conf(t, true);
+        let cell = t.cell();
+        for args in [
+            &["delete_cell", "--cell_uuid", "not-a-uuid"][..],
+            &["update_cell", "--cell_uuid", "not-a-uuid", "--name", "x"],
+            &["list_hosts", "--cell_uuid", "not-a-uuid"],
+            &["delete_host", "--cell_uuid", "not-a-uuid", "--host", "h"],
+            &["verify_instance", "--uuid", "not-a-uuid"],
+        ] {
+            let out = cellmap(&c, args);
+            assert_code(&out, 1);
+            let lines: Vec<&str> = out.stderr.lines().chain(out.stdout.lines()).collect();
+            assert_eq!(lines.len(), 1, "one line for {args:?}: {lines:?}");
+            assert!(lines[0].contains("not-a-uuid") && lines[0].contains("not"), "{}", lines[0]);
+        }
+        // The cell is still there, unchanged.
+        assert_eq!(t.cells().get_by_uuid(cell.uuid).unwrap(), cell);
+    }
+
+    fn discover_hosts_goes_on_past_an_unreachable_cell(t) {
+        let c = conf(t, true);
+        let first = CellDb::new(t.backend());
+        let first_cell = first.map_in_named(t, "first");
+        let dead = t.cells().create(mapping_model::NewCellMapping::new(mapping_testkit::uuid(), "rabbit://nova:pw@mq:5672/", unreachable_url(t.backend(), "nova_dead")).name("dead")).unwrap();
+        let last = CellDb::new(t.backend());
+        let last_cell = last.map_in_named(t, "last");
+        first.add_compute_node("compute-first");
+        last.add_compute_node("compute-last");
+        let out = cellmap(&c, &["discover_hosts", "--verbose"]);
+        // nova-manage's code for a cell it could not read: 255, at the end.
+        assert_code(&out, 255);
+        assert_eq!(t.host_mappings().get_by_host("compute-first").unwrap().cell_mapping.uuid, first_cell.uuid);
+        assert_eq!(t.host_mappings().get_by_host("compute-last").unwrap().cell_mapping.uuid, last_cell.uuid);
+        for cell in [&first_cell, &dead, &last_cell] {
+            assert!(out.stdout.contains(&cell.uuid.to_string()), "{} reported: {}", cell.uuid, out.stdout);
+        }
+        assert!(out.stdout.contains("compute-first") && out.stdout.contains("compute-last"), "{}", out.stdout);
+        // Why the dead cell failed: one line on stderr, naming it.
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", out.stderr);
+        assert!(lines[0].starts_with("cellmap: error: ") && lines[0].contains(&dead.uuid.to_string()), "{}", lines[0]);
+        assert!(!out.stderr.contains("pw@"), "{}", out.stderr);
+
+        // The same in JSON: each cell with what was done or why not.
+        last.add_compute_node("compute-last-2");
+        let out = cellmap(&c, &["discover_hosts", "--format", "json"]);
+        assert_code(&out, 255);
+        let r = out.json();
+        let cells = r["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 3, "{r}");
+        let by_uuid = |u: &mapping_model::Uuid| cells.iter().find(|x| x["uuid"] == u.to_string()).unwrap().clone();
+        assert_eq!(by_uuid(&first_cell.uuid)["status"], "ok");
+        assert_eq!(by_uuid(&last_cell.uuid)["status"], "ok");
+        assert_eq!(by_uuid(&last_cell.uuid)["hosts"][0], "compute-last-2");
+        assert_eq!(by_uuid(&dead.uuid)["status"], "error");
+        assert!(by_uuid(&dead.uuid)["error"].as_str().unwrap().len() > 5);
+        assert_eq!(r["hosts"][0]["host"], "compute-last-2");
+
+        // Without the dead cell: 0, and --strict with nothing new: 1.
+        assert_code(&cellmap(&c, &["delete_cell", "--cell_uuid", &dead.uuid.to_string()]), 0);
+        assert_code(&cellmap(&c, &["discover_hosts"]), 0);
+        assert_code(&cellmap(&c, &["discover_hosts", "--strict"]), 1);
+    }
+
+    fn connection_errors_are_one_line_and_debug_adds_the_chain(t) {
+        let c = conf(t, true);
+        std::fs::write(&c.files[1], format!("[api_database]\nconnection = {}\n", unreachable_url(t.backend(), "nova_api"))).unwrap();
+        let out = cellmap(&c, &["list_cells"]);
+        assert_one_line_error(&out);
+        assert_no_repeats(out.stderr.trim_end());
+        assert!(!out.stderr.contains("pw@"), "{}", out.stderr);
+        let out = cellmap(&c, &["--debug", "list_cells"]);
+        assert_code(&out, 255);
+        let first = out.stderr.lines().find(|l| l.starts_with("cellmap: error: ")).expect("error line").to_owned();
+        assert_no_repeats(&first);
+        let causes: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("  caused by: ")).collect();
+        assert!(!causes.is_empty(), "{}", out.stderr);
+        for (i, a) in causes.iter().enumerate() {
+            for b in &causes[i + 1..] {
+                assert_ne!(a, b, "a cause twice: {}", out.stderr);
+            }
+        }
+    }
+    fn check_finds_instances_without_a_mapping_and_map_instances_reports_skips(t) {
+        let c = conf(t, true);
+        let cdb = CellDb::new(t.backend());
+        let cell = cdb.map_in(t);
+        let uuids = cdb.add_many(6, "p", "u", 0);
+        let mut no_project = mapping_testkit::NewCellInstance::new("p", "u", mapping_testkit::at(100));
+        no_project.project_id = None;
+        let mut no_user = mapping_testkit::NewCellInstance::new("p", "u", mapping_testkit::at(101));
+        no_user.user_id = None;
+        cdb.add_instances(&[no_project.clone(), no_user.clone()]);
+        // map_instances maps the six, skips the two, says so and exits 2.
+        let out = cellmap(&c, &["map_instances", "--cell_uuid", &cell.uuid.to_string()]);
+        assert_code(&out, 2);
+        assert!(out.stdout.contains("and 1 more") || out.stdout.contains(&no_user.uuid), "{}", out.stdout);
+        let err: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(err.len(), 1, "{}", out.stderr);
+        assert!(err[0].contains("2 instances") && err[0].contains(&no_project.uuid), "{}", err[0]);
+        // Five mappings go (as an operator's mistake would lose them).
+        t.instance_mappings().destroy_bulk(&uuids[..5].iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+
+        let out = cellmap(&c, &["check", "--format", "json"]);
+        assert_code(&out, 1);
+        let r = out.json();
+        let problems = r["problems"].as_array().unwrap();
+        let find = |kind: &str| problems.iter().find(|p| p["kind"] == kind).unwrap_or_else(|| panic!("{kind} in {r}")).clone();
+        let unmapped = find("instance_not_mapped");
+        assert_eq!(unmapped["count"], 5);
+        assert_eq!(unmapped["sample"].as_array().unwrap().len(), 5);
+        let fix = format!("cellmap map_instances --cell_uuid {}", cell.uuid);
+        assert!(unmapped["hint"].as_str().unwrap().contains(&fix), "{unmapped}");
+        let unmappable = find("instance_unmappable");
+        assert_eq!(unmappable["count"], 2);
+        let sample: Vec<&str> = unmappable["sample"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert!(sample.contains(&format!("{} (no project_id)", no_project.uuid).as_str()), "{sample:?}");
+        assert!(sample.contains(&format!("{} (no user_id)", no_user.uuid).as_str()), "{sample:?}");
+        assert_eq!(r["instances_checked"], 8);
+
+        // The table: a count, the first few examples, the command.
+        let out = cellmap(&c, &["check"]);
+        assert_code(&out, 1);
+        assert!(out.stdout.contains("| instance_not_mapped "), "{}", out.stdout);
+        assert!(out.stdout.contains(" and 2 more "), "{}", out.stdout);
+
+        // The command it gives fixes it.
+        let out = raw(Command::new(env!("CARGO_BIN_EXE_cellmap")).args(c.files.iter().flat_map(|f| ["--config-file".as_ref(), f.as_os_str()])).args(fix.split(' ').skip(1)));
+        assert_code(&out, 2);
+        let r = cellmap(&c, &["check", "--format", "json"]).json();
+        assert!(r["problems"].as_array().unwrap().iter().all(|p| p["kind"] != "instance_not_mapped"), "{r}");
+
+        // Deleted but not queued for delete: the advice is not the online
+        // data migrations (they fill only NULLs), it is what removes them.
+        cdb.delete_instance(&uuids[5]);
+        t.exec(&format!("UPDATE instance_mappings SET queued_for_delete = {} WHERE instance_uuid = '{}'", t.sql_bool(false), uuids[5]));
+        let r = cellmap(&c, &["check", "--format", "json"]).json();
+        let p = r["problems"].as_array().unwrap().iter().find(|p| p["kind"] == "deleted_not_queued_for_delete").unwrap().clone();
+        let hint = p["hint"].as_str().unwrap();
+        assert!(hint.contains("nova-manage db archive_deleted_rows"), "{hint}");
+        assert!(!hint.contains("run the online data migrations"), "{hint}");
+    }
+
+    fn tables_fit_the_terminal_and_wide_prints_everything(t) {
+        let c = conf(t, true);
+        let cdb = CellDb::new(t.backend());
+        let cell = cdb.map_in_named(t, &format!("a-cell-with-a-rather-long-name-{}", "x".repeat(60)));
+        cdb.add_many(12, "p", "u", 0);
+        // Under a pseudo-terminal 70 columns wide (util-linux `script`).
+        let files: Vec<String> = c.files.iter().map(|f| format!("--config-file '{}'", f.display())).collect();
+        let run_in_pty = |args: &str| {
+            let inner = format!("stty cols 70; '{}' {} {args}", env!("CARGO_BIN_EXE_cellmap"), files.join(" "));
+            let out = raw(Command::new("script").args(["-qfec", &inner, "/dev/null"]).env_remove("COLUMNS"));
+            assert_code(&out, 0);
+            out.stdout.replace('\r', "")
+        };
+        let out = run_in_pty("list_cells --verbose");
+        let table: Vec<&str> = out.lines().filter(|l| l.starts_with('+') || l.starts_with('|')).collect();
+        assert!(table.len() >= 5, "{out}");
+        for line in &table {
+            assert!(line.chars().count() <= 70, "{} wide: {line}\n{out}", line.chars().count());
+        }
+        assert!(out.contains('…'), "{out}");
+        let out = run_in_pty("--wide list_cells --verbose");
+        assert!(out.contains(cell.name.as_deref().unwrap()), "{out}");
+        assert!(out.contains(&cell.database_connection), "{out}");
+        // Piped (not a terminal), tables are whole too.
+        let out = cellmap(&c, &["list_cells", "--verbose"]);
+        assert!(out.stdout.contains(cell.name.as_deref().unwrap()), "{}", out.stdout);
+        // The nova-manage habit: `cellmap cell_v2 <command>`.
+        let out = cellmap(&c, &["cell_v2", "list_cells", "--format", "json"]);
+        assert_code(&out, 0);
+        assert_eq!(out.json()[0]["uuid"], cell.uuid.to_string());
+    }
+
+    fn stats_shows_mappings_to_a_missing_cell(t) {
+        let c = conf(t, true);
+        let cell = t.cell();
+        t.instance(Some(&cell), "p", "u");
+        t.instance(Some(&cell), "p", "u");
+        let orphan = t.instance(Some(&cell), "p", "u");
+        // A mapping whose cell_id names no cell, written with the foreign
+        // keys off as a foreign tool or a hand edit would.
+        let update = format!("UPDATE instance_mappings SET cell_id = {} WHERE instance_uuid = '{}'", cell.id + 1000, orphan.instance_uuid);
+        t.exec(&match t.backend() {
+            mapping_testkit::BackendKind::Mysql => format!("SET SESSION foreign_key_checks = 0; {update}; SET SESSION foreign_key_checks = 1"),
+            mapping_testkit::BackendKind::Postgres => format!("SET session_replication_role = replica; {update}; SET session_replication_role = DEFAULT"),
+            _ => format!("PRAGMA foreign_keys = OFF; {update}; PRAGMA foreign_keys = ON"),
+        });
+        let out = cellmap(&c, &["stats", "--format", "json"]);
+        assert_code(&out, 0);
+        let s = out.json();
+        assert_eq!(s["total"], 3);
+        assert_eq!(s["in_missing_cells"], 1, "{s}");
+        let out = cellmap(&c, &["stats"]);
+        assert!(out.stdout.contains("In missing cells: 1"), "{}", out.stdout);
     }
 }

@@ -22,11 +22,23 @@ pub struct DiscoveredHost {
     pub cell_uuid: mapping_model::Uuid,
 }
 
+/// What [`discover_hosts_per_cell`] did in one cell.
+#[derive(Debug)]
+pub struct CellDiscovery {
+    /// The cell.
+    pub cell: CellMapping,
+    /// The host mappings created in it, by host, or why its hosts could
+    /// not be discovered (its database did not answer, a statement failed).
+    pub outcome: Result<Vec<DiscoveredHost>>,
+}
+
 /// Maps the compute hosts of every cell but cell0 (or of the cell
 /// `cell_uuid`) that have no host mapping yet (SPEC §8): hosts of live
 /// compute nodes not yet marked `mapped`, or with `by_service`, hosts of
 /// live `nova-compute` services (disabled ones included). Returns the
-/// mappings created by this run, by host.
+/// mappings created by this run, by host; when a cell failed, the first
+/// cell's error, after every other cell was done (see
+/// [`discover_hosts_per_cell`] for each cell's outcome).
 ///
 /// Each cell's new mappings go in one multi-row insert. Two runs at once
 /// (or a run and Nova's scheduler) create each mapping once: a run whose
@@ -41,16 +53,42 @@ pub fn discover_hosts(
     cell_uuid: Option<&str>,
     by_service: bool,
 ) -> Result<Vec<DiscoveredHost>> {
+    let mut created = Vec::new();
+    for d in discover_hosts_per_cell(api, cells, cell_uuid, by_service)? {
+        created.extend(d.outcome?);
+    }
+    created.sort();
+    Ok(created)
+}
+
+/// [`discover_hosts`] cell by cell: a cell that fails (its database does
+/// not answer, a statement fails) does not stop the others. Returns each
+/// cell's outcome, in the order of the cells (cell0 left out). Fails as a
+/// whole only when the cells cannot be listed (or `cell_uuid` names none).
+pub fn discover_hosts_per_cell(
+    api: &Database,
+    cells: &impl CellConnections,
+    cell_uuid: Option<&str>,
+    by_service: bool,
+) -> Result<Vec<CellDiscovery>> {
     let targets = match cell_uuid {
         Some(u) => vec![api.cells().get_by_uuid(u)?],
         None => api.cells().get_all()?,
     };
-    let mut created = Vec::new();
-    for cell in targets.iter().filter(|c| !c.is_cell0()) {
-        created.extend(discover_in_cell(api, cells, cell, by_service)?);
-    }
-    created.sort();
-    Ok(created)
+    Ok(targets
+        .into_iter()
+        .filter(|c| !c.is_cell0())
+        .map(|cell| {
+            let outcome = discover_in_cell(api, cells, &cell, by_service).map(|mut hosts| {
+                hosts.sort();
+                hosts
+            });
+            if let Err(e) = &outcome {
+                tracing::warn!(cell = %cell.identity(), error = %crate::chain(e), "could not discover the cell's hosts");
+            }
+            CellDiscovery { cell, outcome }
+        })
+        .collect())
 }
 
 fn discover_in_cell(

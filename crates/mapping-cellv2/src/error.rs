@@ -45,7 +45,7 @@ pub enum Error {
     /// meanwhile, or the marker belongs to another cell).
     #[error(
         "the map_instances marker names instance {instance_uuid}, which is not in cell {cell}; \
-         start again from the beginning with reset"
+         start again from the beginning with `--reset` (`MapInstancesOptions::reset`)"
     )]
     MarkerNotFound {
         /// The instance the marker names.

@@ -41,6 +41,8 @@ impl VerifyOutcome {
 }
 
 /// Where the instance `uuid` stands: its mapping, and its row in the cell.
+/// A `uuid` that is not a UUID is [`VerifyOutcome::NotMapped`], as
+/// nova-manage finds no mapping for it.
 pub fn verify_instance(
     api: &Database,
     cells: &impl CellConnections,
@@ -48,7 +50,9 @@ pub fn verify_instance(
 ) -> Result<VerifyOutcome> {
     let mapping = match api.instance_mappings().get_by_instance_uuid(uuid) {
         Ok(m) => m,
-        Err(ModelError::InstanceMappingNotFound { .. }) => return Ok(VerifyOutcome::NotMapped),
+        Err(ModelError::InstanceMappingNotFound { .. } | ModelError::InvalidInput { .. }) => {
+            return Ok(VerifyOutcome::NotMapped)
+        }
         Err(e) => return Err(e.into()),
     };
     let Some(cell) = mapping.cell_mapping else {
@@ -82,8 +86,9 @@ pub struct Problem {
     pub count: u64,
     /// Up to `SAMPLE` (10) of them (instance uuids, hosts, cells).
     pub sample: Vec<String>,
-    /// What it means and what to do.
-    pub hint: &'static str,
+    /// What it means and what to do: the command that fixes it when there
+    /// is one (naming the cell when it is per cell).
+    pub hint: String,
 }
 
 /// How many offending rows a [`Problem`] lists.
@@ -98,6 +103,8 @@ pub struct CheckReport {
     pub cells_checked: usize,
     /// Instance mappings checked against their cells.
     pub mappings_checked: u64,
+    /// Instances of the cells checked for a mapping.
+    pub instances_checked: u64,
 }
 
 impl CheckReport {
@@ -106,22 +113,20 @@ impl CheckReport {
         self.problems.is_empty()
     }
 
-    fn add(&mut self, kind: &'static str, hint: &'static str, items: Vec<String>) {
-        self.add_counted(kind, hint, items.len() as u64, items);
-    }
-
-    fn add_counted(
-        &mut self,
-        kind: &'static str,
-        hint: &'static str,
-        count: u64,
-        mut items: Vec<String>,
-    ) {
+    /// Adds `items` to the problem `kind` with this `hint` (one entry per
+    /// kind and hint: a hint naming a cell makes one entry per cell).
+    fn add(&mut self, kind: &'static str, hint: impl Into<String>, mut items: Vec<String>) {
+        let count = items.len() as u64;
         if count == 0 {
             return;
         }
+        let hint = hint.into();
         items.truncate(SAMPLE);
-        match self.problems.iter_mut().find(|p| p.kind == kind) {
+        match self
+            .problems
+            .iter_mut()
+            .find(|p| p.kind == kind && p.hint == hint)
+        {
             Some(p) => {
                 p.count += count;
                 let room = SAMPLE.saturating_sub(p.sample.len());
@@ -139,8 +144,10 @@ impl CheckReport {
 
 /// Checks `nova_api` against itself and the cells: the schema; mappings
 /// whose cell id points nowhere; mappings whose instance is missing from its
-/// cell, or deleted there but not queued for delete; compute hosts mapped to
-/// no cell; a leftover `map_instances` marker; cells that cannot be read.
+/// cell, or deleted there but not queued for delete; instances without a
+/// mapping, and those that cannot have one (no project or user id, with the
+/// reason); compute hosts mapped to no cell; a leftover `map_instances`
+/// marker; cells that cannot be read.
 /// Reads mappings in pages and looks their instances up in bulk.
 pub fn check(api: &Database, cells: &impl CellConnections) -> Result<CheckReport> {
     let mut report = CheckReport::default();
@@ -209,16 +216,37 @@ pub fn check(api: &Database, cells: &impl CellConnections) -> Result<CheckReport
     Ok(report)
 }
 
-/// An error with its causes, on one line (`outer: cause: root cause`).
+/// An error with its causes, on one line (`outer: cause: root cause`),
+/// each message once: see [`messages`].
 pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    messages(e).join(": ")
+}
+
+/// The message of an error and of each of its causes, outermost first,
+/// each flattened to one line (line breaks and the indentation after them
+/// become one space). A cause whose text an earlier message already holds
+/// is left out: many driver and library errors write their source's text
+/// into their own message, and printing it again would repeat it.
+pub fn messages(e: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![one_line(&e.to_string())];
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = one_line(&c.to_string());
+        if !text.is_empty() && !out.iter().any(|m| m.contains(&text)) {
+            out.push(text);
+        }
         cur = c.source();
     }
-    s
+    out
+}
+
+/// `text` on one line: its lines trimmed and joined with a space.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn check_cell(
@@ -291,13 +319,19 @@ fn check_cell(
         );
         report.add(
             "deleted_not_queued_for_delete",
-            "instances deleted in their cell whose mapping is not queued_for_delete: run the online data migrations",
+            "instances deleted or soft-deleted in their cell whose mapping is not \
+             queued_for_delete (the online data migrations do not change this: they \
+             only fill NULLs). Deleted ones: `nova-manage db archive_deleted_rows \
+             --all-cells --until-complete` archives them and removes their mappings. \
+             Soft-deleted ones: set queued_for_delete = true on their mappings in \
+             nova_api (as Nova's soft delete does)",
             not_queued,
         );
         if page.len() < IN_CHUNK {
             break;
         }
     }
+    check_unmapped(api, cells, cell, report)?;
     if !cell.is_cell0() {
         let hosts: Vec<String> = cells.with_cell(cell, &mut |c| {
             let mut hosts: Vec<String> = compute_nodes::table
@@ -337,6 +371,96 @@ fn check_cell(
     Ok(())
 }
 
+/// Why an instance cannot get a mapping, if it cannot: `instance_mappings`
+/// needs a uuid, a project and a user.
+fn unmappable_reason(uuid: &str, project: Option<&str>, user: Option<&str>) -> Option<String> {
+    let mut why = Vec::new();
+    if mapping_model::validate::uuid("instance_uuid", uuid).is_err() {
+        why.push("not a UUID");
+    }
+    if project.is_none_or(str::is_empty) {
+        why.push("no project_id");
+    }
+    if user.is_none_or(str::is_empty) {
+        why.push("no user_id");
+    }
+    (!why.is_empty()).then(|| why.join(", "))
+}
+
+/// The cell's instances (deleted ones included, as `map_instances` maps
+/// them) that have no mapping: those `map_instances` maps, and those it
+/// cannot (with the reason). Pages through the cell by id, looking each
+/// page's mappings up in one query.
+fn check_unmapped(
+    api: &Database,
+    cells: &impl CellConnections,
+    cell: &CellMapping,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let fix = format!("run `cellmap map_instances --cell_uuid {}`", cell.uuid);
+    let unmapped_hint = format!(
+        "instances of cell {} without a mapping: {fix}",
+        cell.identity()
+    );
+    let unmappable_hint = format!(
+        "instances of cell {} that cannot be mapped (nova_api needs a project_id and a \
+         user_id): set the missing values on the instance in the cell database, then {fix}; \
+         or archive the instance if it is deleted",
+        cell.identity()
+    );
+    let mut after = 0i32;
+    loop {
+        let page: Vec<(i32, String, Option<String>, Option<String>)> =
+            cells.with_cell(cell, &mut |c| {
+                instances::table
+                    .filter(instances::id.gt(after))
+                    .order(instances::id.asc())
+                    .select((
+                        instances::id,
+                        instances::uuid,
+                        instances::project_id,
+                        instances::user_id,
+                    ))
+                    .limit(IN_CHUNK as i64)
+                    .load(c)
+                    .map_err(|source| Error::CellQuery {
+                        cell: cell.identity(),
+                        operation: "reading instances",
+                        source,
+                    })
+            })?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        report.instances_checked += page.len() as u64;
+        let uuids: Vec<&str> = page.iter().map(|r| r.1.as_str()).collect();
+        let mapped: HashSet<String> = api_query(api, "reading instance mappings", |c| {
+            instance_mappings::table
+                .filter(instance_mappings::instance_uuid.eq_any(&uuids))
+                .select(instance_mappings::instance_uuid)
+                .load::<String>(c)
+        })?
+        .into_iter()
+        .collect();
+        let mut unmapped = Vec::new();
+        let mut unmappable = Vec::new();
+        for (_, uuid, project, user) in &page {
+            if mapped.contains(uuid) {
+                continue;
+            }
+            match unmappable_reason(uuid, project.as_deref(), user.as_deref()) {
+                Some(why) => unmappable.push(format!("{uuid} ({why})")),
+                None => unmapped.push(uuid.clone()),
+            }
+        }
+        report.add("instance_not_mapped", unmapped_hint.as_str(), unmapped);
+        report.add("instance_unmappable", unmappable_hint.as_str(), unmappable);
+        if page.len() < IN_CHUNK {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Mapping counts of one cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellStats {
@@ -359,6 +483,9 @@ pub struct Stats {
     pub projects: BTreeMap<String, u64>,
     /// Mappings with no cell yet (the marker row excluded).
     pub unscheduled: u64,
+    /// Mappings whose `cell_id` names no cell (counted in `total`, in no
+    /// entry of `cells`; `check` lists them).
+    pub in_missing_cells: u64,
     /// Mappings in all (the marker row excluded).
     pub total: u64,
 }
@@ -399,7 +526,14 @@ pub fn stats(api: &Database) -> Result<Stats> {
             .collect(),
         ..Stats::default()
     };
-    for cell in api.cells().get_all()? {
+    let all_cells = api.cells().get_all()?;
+    let known: HashSet<i32> = all_cells.iter().map(|c| c.id).collect();
+    out.in_missing_cells = counts
+        .iter()
+        .filter(|(id, _)| id.is_some_and(|id| !known.contains(&id)))
+        .map(|(_, n)| as_u64(*n))
+        .sum();
+    for cell in all_cells {
         out.cells.push(CellStats {
             instances: as_u64(counts.get(&Some(cell.id)).copied().unwrap_or(0)),
             hosts: as_u64(hosts_by_cell.get(&cell.id).copied().unwrap_or(0)),
@@ -408,4 +542,42 @@ pub fn stats(api: &Database) -> Result<Stats> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose message may embed its source's text, as driver
+    /// errors often do.
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn each_cause_once_on_one_line() {
+        let root = "connection refused\n\tIs the server running?\n";
+        let e = E(
+            "cannot connect to db: connection refused\n\tIs the server running?\n",
+            Some(Box::new(E(root, Some(Box::new(E(root, None)))))),
+        );
+        assert_eq!(
+            chain(&e),
+            "cannot connect to db: connection refused Is the server running?"
+        );
+        let e = E("reading cells", Some(Box::new(E("timed out", None))));
+        assert_eq!(messages(&e), vec!["reading cells", "timed out"]);
+        assert_eq!(chain(&e), "reading cells: timed out");
+    }
 }

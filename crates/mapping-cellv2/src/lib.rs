@@ -28,10 +28,11 @@ mod online;
 mod sql;
 
 pub use cells::CellConnections;
-pub use discover::{discover_hosts, DiscoveredHost};
+pub use discover::{discover_hosts, discover_hosts_per_cell, CellDiscovery, DiscoveredHost};
 pub use error::{Error, Result};
 pub use inspect::{
-    chain, check, stats, verify_instance, CellStats, CheckReport, Problem, Stats, VerifyOutcome,
+    chain, check, messages, one_line, stats, verify_instance, CellStats, CheckReport, Problem,
+    Stats, VerifyOutcome,
 };
 pub use manage::{delete_cell, delete_host, DeleteCellOutcome, DeleteHostOutcome};
 pub use map_instances::{map_instances, MapInstancesOptions, MapInstancesReport, MapProgress};

@@ -48,7 +48,8 @@ fn cell_err<'a>(
     }
 }
 
-/// Deletes the cell `cell_uuid` as nova-manage does: refused while hosts
+/// Deletes the cell `cell_uuid` as nova-manage does (a `cell_uuid` that is
+/// not a UUID is [`DeleteCellOutcome::NotFound`]): refused while hosts
 /// are mapped to it (unless `force`), while live instances are in it, or
 /// while mappings of deleted instances remain (unless `force`). Forced, it
 /// removes the instance mappings (in bulk), marks the cell's compute nodes
@@ -63,7 +64,10 @@ pub fn delete_cell(
 ) -> Result<DeleteCellOutcome> {
     let cell = match api.cells().get_by_uuid(cell_uuid) {
         Ok(c) => c,
-        Err(ModelError::CellMappingNotFound { .. }) => return Ok(DeleteCellOutcome::NotFound),
+        // A uuid that is not one names no cell: nova-manage's "not found".
+        Err(ModelError::CellMappingNotFound { .. } | ModelError::InvalidInput { .. }) => {
+            return Ok(DeleteCellOutcome::NotFound)
+        }
         Err(e) => return Err(e.into()),
     };
     let hosts = api.host_mappings().get_by_cell_id(cell.id)?;
@@ -138,7 +142,8 @@ impl DeleteHostOutcome {
 
 /// Deletes the host mapping of `host` in the cell `cell_uuid` as nova-manage
 /// does: refused while live instances are on the host; the host's compute
-/// nodes are marked unmapped first.
+/// nodes are marked unmapped first. A `cell_uuid` that is not a UUID is
+/// [`DeleteHostOutcome::CellNotFound`].
 pub fn delete_host(
     api: &Database,
     cells: &impl CellConnections,
@@ -147,7 +152,9 @@ pub fn delete_host(
 ) -> Result<DeleteHostOutcome> {
     let cell = match api.cells().get_by_uuid(cell_uuid) {
         Ok(c) => c,
-        Err(ModelError::CellMappingNotFound { .. }) => return Ok(DeleteHostOutcome::CellNotFound),
+        Err(ModelError::CellMappingNotFound { .. } | ModelError::InvalidInput { .. }) => {
+            return Ok(DeleteHostOutcome::CellNotFound)
+        }
         Err(e) => return Err(e.into()),
     };
     let mapping = match api.host_mappings().get_by_host(host) {
