@@ -2,7 +2,10 @@
 //! hits shared by handles, invalidation by every kind of write, planted
 //! values, a server killed and restarted mid-run, two servers with one
 //! stopped, a server that never answers, and two OS processes sharing one
-//! memcached (A writes while B looks up).
+//! memcached (A writes while B looks up). A bad day: a writer whose lookup
+//! timed out, a server paused during writes, a relay cut between a writer
+//! and its server (one server, or one of two during a cell change), replies
+//! delayed or trickled, values over 1 MiB and planted lease markers.
 //!
 //! Needs the shared instances of `scripts/memcached.sh start` (called by
 //! `scripts/services.sh`; `MAPPING_TEST_MEMCACHED_SERVERS` overrides them)
@@ -13,6 +16,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cell_mappings::{
@@ -154,6 +159,11 @@ impl OwnMemcached {
     }
 
     fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// (Re)starts it with these extra memcached arguments.
+    fn restart_with(&mut self, extra: &[&str]) {
         let bin = std::env::var("MAPPING_TEST_MEMCACHED_BIN")
             .unwrap_or_else(|_| "/usr/bin/memcached".into());
         let mut cmd = Command::new(&bin);
@@ -167,6 +177,7 @@ impl OwnMemcached {
             "-m",
             "16",
         ]);
+        cmd.args(extra);
         if unsafe_is_root() {
             cmd.args(["-u", "nobody"]);
         }
@@ -189,6 +200,16 @@ impl OwnMemcached {
         }
     }
 
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) the process: a pause.
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill(1)");
+        assert!(ok.success(), "kill {sig} {pid}");
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill().expect("kill memcached");
@@ -201,6 +222,149 @@ impl Drop for OwnMemcached {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// What a relay does to the traffic between the library and memcached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Passes everything through.
+    Pass,
+    /// Drops everything both ways (a cut that leaves connections open).
+    Cut,
+    /// Holds each reply back this long.
+    Delay(Duration),
+    /// Sends each reply one byte at a time, this long apart.
+    Trickle(Duration),
+}
+
+/// A TCP relay of the test's own in front of a memcached, to play faults
+/// between one handle and its server while others reach it directly.
+struct Relay {
+    addr: String,
+    fault: Arc<Mutex<Fault>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let fault = Arc::new(Mutex::new(Fault::Pass));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, st, up) = (fault.clone(), stop.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let (f, up) = (f.clone(), up.clone());
+                        std::thread::spawn(move || Relay::pipe(client, &up, &f));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self { addr, fault, stop }
+    }
+
+    fn set(&self, f: Fault) {
+        *self.fault.lock().unwrap() = f;
+    }
+
+    fn pipe(client: TcpStream, upstream: &str, fault: &Arc<Mutex<Fault>>) {
+        let Ok(server) = TcpStream::connect(upstream) else {
+            return;
+        };
+        let now = |f: &Arc<Mutex<Fault>>| *f.lock().unwrap();
+        let (mut from_client, mut to_server) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let f = fault.clone();
+        let up = std::thread::spawn(move || {
+            let mut buf = [0u8; 16384];
+            while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                if now(&f) != Fault::Cut && to_server.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to_server.shutdown(std::net::Shutdown::Both);
+        });
+        let (mut from_server, mut to_client) = (server, client);
+        let mut buf = [0u8; 16384];
+        'replies: while let Ok(n @ 1..) = from_server.read(&mut buf) {
+            match now(fault) {
+                Fault::Pass => {
+                    if to_client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Fault::Cut => {}
+                Fault::Delay(d) => {
+                    std::thread::sleep(d);
+                    if to_client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Fault::Trickle(d) => {
+                    for b in &buf[..n] {
+                        std::thread::sleep(d);
+                        if to_client.write_all(std::slice::from_ref(b)).is_err() {
+                            break 'replies;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+        let _ = up.join();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The documented staleness bound D for a server list of `servers`
+/// entries with these options: the replay period (250 ms) plus twice the
+/// invalidation timeout per server (docs/reliability.md).
+fn bound_d(m: &MemcachedOptions) -> Duration {
+    Duration::from_millis(250) + 2 * m.invalidation_timeout * m.servers.len() as u32
+}
+
+/// Looks `ims` up through `r` until `until`, comparing each answer with the
+/// database; returns when the last stale answer was seen (`None`: never).
+fn last_stale(
+    t: &TestDb,
+    r: &Database,
+    ims: &[InstanceMapping],
+    until: Instant,
+) -> Option<Instant> {
+    let truth: Vec<String> = ims
+        .iter()
+        .map(|im| state(lookup(t, &im.instance_uuid).as_ref()))
+        .collect();
+    let mut last = None;
+    while Instant::now() < until {
+        for (im, want) in ims.iter().zip(&truth) {
+            if &state(lookup(r, &im.instance_uuid).as_ref()) != want {
+                last = Some(Instant::now());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    last
+}
+
+/// How many of `ims` `r` answers differently from the database.
+fn stale_count(t: &TestDb, r: &Database, ims: &[InstanceMapping]) -> usize {
+    ims.iter()
+        .filter(|im| {
+            state(lookup(r, &im.instance_uuid).as_ref())
+                != state(lookup(t, &im.instance_uuid).as_ref())
+        })
+        .count()
 }
 
 fn unsafe_is_root() -> bool {
@@ -452,6 +616,221 @@ backend_tests! {
         assert_eq!((s.hits, s.errors), (0, 4), "{s:?}");
         drop(db);
         assert_eq!(hold.join().unwrap(), 4);
+    }
+}
+
+// ------------------------------------------------------ a bad day
+
+backend_tests! {
+    fn a_timed_out_lookup_does_not_make_a_writer_skip_its_invalidations(t) {
+        let own = OwnMemcached::start();
+        let m = MemcachedOptions {
+            socket_timeout: Duration::from_millis(200),
+            expiration_time: Duration::from_secs(300),
+            ..mc(vec![own.addr()])
+        };
+        assert_eq!(m.dead_retry, Duration::from_secs(300));
+        let (w, r) = (with_mc(t, &m), with_mc(t, &m));
+        let (c1, c2) = (t.cell(), t.cell());
+        let ims: Vec<_> = (0..10).map(|_| t.instance(Some(&c1), "p", "u")).collect();
+        for im in &ims {
+            lookup(&r, &im.instance_uuid);
+        }
+        let h = mstats(&r).hits;
+        assert_eq!(stale_count(t, &r, &ims), 0);
+        assert_eq!(mstats(&r).hits, h + 10, "R serves all ten from memcached");
+        // One lookup of the writer times out while memcached is paused:
+        // the writer marks the server dead.
+        own.signal("-STOP");
+        let other = t.instance(Some(&c1), "p", "u");
+        let e0 = mstats(&w).errors;
+        assert_eq!(lookup(&w, &other.instance_uuid), Some(other.clone()));
+        own.signal("-CONT");
+        assert_eq!(mstats(&w).errors, e0 + 1, "the writer's lookup timed out");
+        // memcached is back: every save's delete must reach it.
+        for im in &ims {
+            w.instance_mappings().save(im, &InstanceMappingUpdate::new().cell(Some(&c2))).unwrap();
+        }
+        assert_eq!(stale_count(t, &r, &ims), 0, "R serves a mapping from before W's save");
+        let s = mstats(&w);
+        assert_eq!(s.invalidations_pending, 0, "{s:?}");
+        assert!(s.invalidations >= 10, "{s:?}");
+    }
+
+    fn writes_during_a_pause_are_seen_within_the_bound(t) {
+        let own = OwnMemcached::start();
+        let m = MemcachedOptions {
+            socket_timeout: Duration::from_millis(200),
+            expiration_time: Duration::from_secs(300),
+            ..mc(vec![own.addr()])
+        };
+        let (w, r) = (with_mc(t, &m), with_mc(t, &m));
+        let (c1, c2) = (t.cell(), t.cell());
+        let ims: Vec<_> = (0..5).map(|_| t.instance(Some(&c1), "p", "u")).collect();
+        for im in &ims {
+            lookup(&r, &im.instance_uuid);
+        }
+        own.signal("-STOP");
+        let paused = Instant::now();
+        for im in &ims {
+            let t0 = Instant::now();
+            w.instance_mappings().save(im, &InstanceMappingUpdate::new().cell(Some(&c2))).unwrap();
+            // The delete's own deadline, plus the database's share.
+            assert!(t0.elapsed() < m.invalidation_timeout + Duration::from_millis(400), "save took {:?}", t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(500).saturating_sub(paused.elapsed()));
+        own.signal("-CONT");
+        let resumed = Instant::now();
+        let d = bound_d(&m);
+        if let Some(last) = last_stale(t, &r, &ims, resumed + d + Duration::from_millis(700)) {
+            assert!(last - resumed <= d, "stale {:?} after memcached came back (D = {d:?})", last - resumed);
+        }
+        let s = mstats(&w);
+        assert_eq!(s.invalidations_pending, 0, "{s:?}");
+    }
+
+    fn invalidations_lost_to_a_cut_are_replayed_within_the_bound(t) {
+        let server = shared_servers().remove(0);
+        let relay = Relay::start(&server);
+        let base = MemcachedOptions {
+            socket_timeout: Duration::from_millis(300),
+            expiration_time: Duration::from_secs(300),
+            ..mc(vec![server])
+        };
+        // The writer reaches memcached through the relay, the reader directly.
+        let wm = MemcachedOptions { servers: vec![relay.addr.clone()], ..base.clone() };
+        let (w, r) = (with_mc(t, &wm), with_mc(t, &base));
+        let (c1, c2) = (t.cell(), t.cell());
+        let ims: Vec<_> = (0..10).map(|_| t.instance(Some(&c1), "p", "u")).collect();
+        for im in &ims {
+            lookup(&r, &im.instance_uuid);
+        }
+        relay.set(Fault::Cut);
+        for im in &ims {
+            let t0 = Instant::now();
+            w.instance_mappings().save(im, &InstanceMappingUpdate::new().cell(Some(&c2))).unwrap();
+            assert!(t0.elapsed() < wm.invalidation_timeout + Duration::from_millis(400), "save took {:?}", t0.elapsed());
+        }
+        let s = mstats(&w);
+        assert_eq!(s.invalidations_pending, 10, "every delete remembered: {s:?}");
+        // The cut is real: R, which still reaches memcached, is behind.
+        assert_eq!(stale_count(t, &r, &ims), 10);
+        relay.set(Fault::Pass);
+        let healed = Instant::now();
+        // W makes no call any more: the replay happens on its own.
+        let d = bound_d(&wm);
+        let last = last_stale(t, &r, &ims, healed + d + Duration::from_millis(700));
+        let last = last.expect("stale answers right after the cut healed");
+        assert!(last - healed <= d, "stale {:?} after the cut healed (D = {d:?})", last - healed);
+        let s = mstats(&w);
+        assert_eq!((s.invalidations_pending, s.invalidations_replayed), (0, 10), "{s:?}");
+        // The writer's own lookups see its writes.
+        for im in &ims {
+            assert_eq!(lookup(&w, &im.instance_uuid).unwrap().cell_mapping.unwrap().uuid, c2.uuid);
+        }
+    }
+
+    fn a_cell_change_on_a_cut_server_reaches_its_share_within_the_bound(t) {
+        let servers = shared_servers();
+        assert!(servers.len() >= 2, "two memcached servers: {servers:?}");
+        let relay = Relay::start(&servers[0]);
+        let base = MemcachedOptions {
+            socket_timeout: Duration::from_millis(300),
+            expiration_time: Duration::from_secs(300),
+            ..mc(servers[..2].to_vec())
+        };
+        let wm = MemcachedOptions { servers: vec![relay.addr.clone(), base.servers[1].clone()], ..base.clone() };
+        let (w, r) = (with_mc(t, &wm), with_mc(t, &base));
+        let cell = t.cell();
+        let ims: Vec<_> = (0..40).map(|_| t.instance(Some(&cell), "p", "u")).collect();
+        for im in &ims {
+            lookup(&r, &im.instance_uuid);
+        }
+        let h = mstats(&r).hits;
+        assert_eq!(stale_count(t, &r, &ims), 0);
+        assert_eq!(mstats(&r).hits, h + 40);
+        relay.set(Fault::Cut);
+        w.cells().save(&cell, &CellMappingUpdate::new().name(Some("renamed"))).unwrap();
+        // The reachable server's share is right at once; the cut one's is
+        // behind (the cut is real).
+        let behind = stale_count(t, &r, &ims);
+        assert!(behind > 3 && behind < 37, "{behind} of 40 behind");
+        relay.set(Fault::Pass);
+        let healed = Instant::now();
+        let d = bound_d(&wm);
+        if let Some(last) = last_stale(t, &r, &ims, healed + d + Duration::from_millis(700)) {
+            assert!(last - healed <= d, "stale {:?} after the cut healed (D = {d:?})", last - healed);
+        }
+        assert_eq!(mstats(&w).invalidations_pending, 0);
+    }
+
+    fn one_deadline_per_call_against_slow_and_trickling_servers(t) {
+        let server = shared_servers().remove(0);
+        let relay = Relay::start(&server);
+        let m = MemcachedOptions {
+            socket_timeout: Duration::from_millis(300),
+            invalidation_timeout: Duration::from_millis(100),
+            dead_retry: Duration::ZERO,
+            ..mc(vec![relay.addr.clone()])
+        };
+        let db = with_mc(t, &m);
+        let cell = t.cell();
+        // The database's share of a call, and the test's own slack.
+        let slack = Duration::from_millis(300);
+        for (fault, n) in [
+            (Fault::Delay(Duration::from_millis(250)), 6),
+            (Fault::Trickle(Duration::from_millis(100)), 3),
+        ] {
+            relay.set(fault);
+            let ims: Vec<_> = (0..n).map(|_| t.instance(Some(&cell), "p", "u")).collect();
+            for im in &ims {
+                for _ in 0..2 {
+                    let t0 = Instant::now();
+                    assert_eq!(lookup(&db, &im.instance_uuid).as_ref(), Some(im), "{fault:?}");
+                    let took = t0.elapsed();
+                    assert!(took < m.socket_timeout + slack, "{fault:?}: lookup took {took:?}");
+                }
+                let t0 = Instant::now();
+                db.instance_mappings().save(im, &InstanceMappingUpdate::new().queued_for_delete(true)).unwrap();
+                let took = t0.elapsed();
+                assert!(took < m.invalidation_timeout + slack, "{fault:?}: save took {took:?}");
+            }
+        }
+        assert!(mstats(&db).errors > 0);
+    }
+
+    fn oversized_values_and_planted_markers_are_replaced(t) {
+        let mut own = OwnMemcached::start();
+        // Items up to 4 MiB, so that a value over 1 MiB can be planted.
+        own.kill();
+        own.restart_with(&["-I", "4m"]);
+        let m = mc(vec![own.addr()]);
+        let db = with_mc(t, &m);
+        let cell = t.cell();
+        let im = t.instance(Some(&cell), "p", "u");
+        let key = format!("{}cm1:im:{}", m.key_prefix, im.instance_uuid);
+        let cells = format!("{}cm1:cells", m.key_prefix);
+        lookup(&db, &im.instance_uuid);
+        let big = vec![b'x'; 1024 * 1024 + 4096];
+        for (what, k, data) in [
+            ("a value over 1 MiB", &key, &big[..]),
+            ("a lease marker without expiry", &key, &b"cm1-pending"[..]),
+            ("a cells record over 1 MiB", &cells, &big[..]),
+        ] {
+            Raw::connect(&own.addr()).unwrap().set(k, data);
+            let before = mstats(&db);
+            let mut hit = false;
+            for _ in 0..3 {
+                assert_eq!(lookup(&db, &im.instance_uuid).as_ref(), Some(&im), "{what}");
+                hit = mstats(&db).hits > before.hits;
+                if hit {
+                    break;
+                }
+            }
+            let after = mstats(&db);
+            assert!(hit, "{what}: replaced by a good value within three lookups: {after:?}");
+            assert_eq!(after.errors, before.errors, "{what}");
+        }
     }
 }
 

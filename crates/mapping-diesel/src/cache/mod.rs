@@ -88,14 +88,22 @@ pub struct MemcachedOptions {
     /// How long a value lives (oslo.cache's `expiration_time`, default 600 s,
     /// at most 30 days): the staleness bound for writers outside the library.
     pub expiration_time: Duration,
-    /// Bound of one read or write on a socket (`memcache_socket_timeout`,
-    /// default 1 s): the most a slow server costs a call.
+    /// The memcached time of one lookup (`memcache_socket_timeout`,
+    /// default 1 s): every exchange of the call (its `gets`, `add`,
+    /// `gets`, the `cas` of its fill, connects included) shares this one
+    /// deadline, so it is the most a slow or trickling server costs a call.
     pub socket_timeout: Duration,
-    /// Bound of one connection attempt (default 1 s).
+    /// Bound of one connection attempt (default 1 s), within the call's
+    /// deadline.
     pub connect_timeout: Duration,
-    /// How long a server that failed is skipped (`memcache_dead_retry`,
-    /// default 300 s).
+    /// How long a server that failed is skipped by lookups
+    /// (`memcache_dead_retry`, default 300 s). Invalidations are never
+    /// skipped.
     pub dead_retry: Duration,
+    /// The memcached time of a write's invalidation on one server (default
+    /// 250 ms), tried even on a server marked dead. What does not go
+    /// through in it is remembered and replayed (see the module docs).
+    pub invalidation_timeout: Duration,
     /// Put before every key (oslo.cache's `config_prefix` idea): separates
     /// deployments sharing servers. Printable ASCII without spaces, at most
     /// 128 bytes; empty by default.
@@ -110,6 +118,7 @@ impl Default for MemcachedOptions {
             socket_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             dead_retry: Duration::from_secs(300),
+            invalidation_timeout: Duration::from_millis(250),
             key_prefix: String::new(),
         }
     }
@@ -152,6 +161,7 @@ impl MemcachedOptions {
         for (field, d) in [
             ("memcached.socket_timeout", self.socket_timeout),
             ("memcached.connect_timeout", self.connect_timeout),
+            ("memcached.invalidation_timeout", self.invalidation_timeout),
         ] {
             if d.is_zero() {
                 return bad(field, "must be longer than zero".into());
@@ -204,6 +214,11 @@ pub struct MemcachedStats {
     pub fills: u64,
     /// Keys deleted, and cells records moved on or dropped, by writes.
     pub invalidations: u64,
+    /// Invalidations (keys, or a cells record) that did not go through at
+    /// first and were replayed later.
+    pub invalidations_replayed: u64,
+    /// Invalidations waiting now to be replayed.
+    pub invalidations_pending: u64,
 }
 
 /// Counters of the mapping cache, per tier (`None` for a tier that is off).
