@@ -21,25 +21,39 @@
 //!   a cell write moves that cell's generation on, which invalidates every
 //!   cached mapping of the cell at once. The first tier of the writing
 //!   process is invalidated too (entirely for a cell write).
+//! - **No invalidation is skipped**: a write sends its deletes and cell
+//!   bumps to every server concerned, one marked dead included, with a
+//!   deadline of their own per server
+//!   ([`MemcachedOptions::invalidation_timeout`]). What does not go through
+//!   is remembered and replayed before this process reads from that server
+//!   again, and by a background thread every 250 ms until it has gone
+//!   through (a cell bump is replayed as a delete of that server's cells
+//!   record, which fences every value there).
 //! - **A lookup that raced with a write never puts back an older value**:
 //!   a memcached fill is a `cas` on a lease taken before the database read
 //!   (see `shared.rs`); the first tier refuses fills that started before
 //!   the last invalidation.
-//! - **Bounds on staleness**: the first tier of *another* process serves
-//!   an entry for at most its `ttl` after it was read (keep it short, or
-//!   off, where cross-process freshness matters); with the first tier off
-//!   a lookup sees every committed library write at once. Writes made
-//!   *outside* the library (Nova itself) are seen after at most the first
-//!   tier's `ttl` plus memcached's `expiration_time`. So is a write whose
-//!   memcached invalidation failed (a server the writer could not reach
-//!   while readers could).
-//! - **memcached never fails a call**: a server that is down, slow,
-//!   restarting or full costs at most one socket timeout (or connect
-//!   timeout) and the lookup answers from the database; a server that
-//!   failed is skipped for `dead_retry`; with several servers each key has
-//!   one server (a stable hash), so losing one loses only its share.
-//!   Values that do not decode (another format version, garbage, a value
-//!   of another key) are misses.
+//! - **Bounds on staleness**: after a library write returns, no process's
+//!   memcached tier serves an older value later than
+//!   D = 250 ms + 2 × `invalidation_timeout` × (number of servers) after the
+//!   write returned, or, if the writer could not reach the server then,
+//!   after that server answers the writer again (0.75 s with one server at
+//!   the defaults; the rule, how it holds and its tests are in
+//!   `docs/reliability.md`). The first tier of *another* process serves an
+//!   entry for at most its `ttl` after it was read (keep it short, or off,
+//!   where cross-process freshness matters). Writes made *outside* the
+//!   library (Nova itself) are seen after at most the first tier's `ttl`
+//!   plus memcached's `expiration_time`.
+//! - **memcached never fails a call**: all the memcached exchanges of one
+//!   lookup (and its fill) share one deadline, the socket timeout, connects
+//!   included; a server that is down, slow, trickling its replies,
+//!   restarting or full costs a call at most that, and the lookup answers
+//!   from the database; a server that failed is skipped by lookups for
+//!   `dead_retry`; with several servers each key has one server (a stable
+//!   hash), so losing one loses only its share. Values that do not decode
+//!   (another format version, garbage, a value of another key, a value over
+//!   1 MiB) are misses and are replaced by the next fill; a lease marker,
+//!   even one planted without an expiry, never blocks its key.
 //! - Transactions ([`Tx`](crate::Tx)) neither read nor fill either tier.
 //!
 //! Values hold the cell's `transport_url` and `database_connection`,
