@@ -32,7 +32,7 @@
 //!   [`REPLAY_EVERY`] until they went through (the thread ends when nothing
 //!   is pending, or when the handle is dropped, after one last try).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -112,7 +112,7 @@ struct Core {
     /// expanded with other defaults are misses here.
     defaults: u64,
     /// Per server, the keys whose delete did not go through.
-    pending: Vec<Mutex<HashSet<String>>>,
+    pending: Vec<Mutex<Pending>>,
     /// Whether the replay thread runs.
     replayer: AtomicBool,
     c: Counters,
@@ -122,6 +122,53 @@ struct Core {
 fn random_u64() -> u64 {
     use std::hash::BuildHasher;
     std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+}
+
+/// The invalidations of one server that did not go through.
+#[derive(Default)]
+struct Pending {
+    /// Key → the number of the failure that last remembered it: a replay
+    /// forgets a key only if no failure remembered it again meanwhile (its
+    /// delete may have been sent before that later write's commit).
+    keys: HashMap<String, u64>,
+    next: u64,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Remembers `keys` (one failure); past [`MAX_PENDING`] keys, only
+    /// `fence` (the cells record, whose delete fences the whole server).
+    fn remember(&mut self, keys: &[&str], fence: &str) {
+        let n = self.next;
+        self.next = n.wrapping_add(1);
+        self.keys.extend(keys.iter().map(|k| ((*k).to_owned(), n)));
+        if self.len() > MAX_PENDING {
+            self.keys.clear();
+            self.keys.insert(fence.to_owned(), n);
+        }
+    }
+
+    /// What to replay, with the failure that remembered each key.
+    fn snapshot(&self) -> Vec<(String, u64)> {
+        self.keys.iter().map(|(k, n)| (k.clone(), *n)).collect()
+    }
+
+    /// Forgets what a replay of `snapshot` deleted, unless remembered again
+    /// since.
+    fn forget(&mut self, snapshot: &[(String, u64)]) {
+        for (k, n) in snapshot {
+            if self.keys.get(k) == Some(n) {
+                self.keys.remove(k);
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,7 +188,7 @@ impl SharedTier {
             },
         );
         let pending = (0..servers.len())
-            .map(|_| Mutex::new(HashSet::new()))
+            .map(|_| Mutex::new(Pending::default()))
             .collect();
         Self {
             core: Arc::new(Core {
@@ -378,26 +425,25 @@ impl Core {
     }
 
     /// Replays the invalidations pending for `server`; whether none is left
-    /// (those that went through are forgotten even if others came meanwhile).
+    /// (those that went through are forgotten, unless a later failure
+    /// remembered them again meanwhile).
     fn flush(&self, server: usize, call: &Call) -> bool {
         let Some(slot) = self.pending.get(server) else {
             return true;
         };
-        let keys: Vec<String> = {
+        let keys: Vec<(String, u64)> = {
             let p = lock(slot);
             if p.is_empty() {
                 return true;
             }
-            p.iter().cloned().collect()
+            p.snapshot()
         };
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let refs: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         if !self.delete_keys(server, &refs, call, "replay") {
             return false;
         }
         let mut p = lock(slot);
-        for k in &keys {
-            p.remove(k);
-        }
+        p.forget(&keys);
         self.c
             .replayed
             .fetch_add(keys.len() as u64, Ordering::Relaxed);
@@ -417,13 +463,9 @@ impl Core {
         };
         {
             let mut p = lock(slot);
-            p.extend(keys.iter().map(|k| (*k).to_owned()));
-            if p.len() > MAX_PENDING {
-                // Fence the whole server: without its cells record no value
-                // stored there is valid any more.
-                p.clear();
-                p.insert(self.cells_key.clone());
-            }
+            // Past the limit the whole server is fenced: without its cells
+            // record no value stored there is valid any more.
+            p.remember(keys, &self.cells_key);
             tracing::warn!(server, keys = keys.len(), pending = p.len(), "memcached invalidation did not go through; remembered, replayed before this process reads that server again and in the background until it does");
         }
         self.ensure_replayer();
@@ -567,5 +609,33 @@ fn replay_loop(weak: &Weak<Core>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_remembered_again_during_a_replay_stays_pending() {
+        let mut p = Pending::default();
+        p.remember(&["a", "b"], "cells");
+        let snap = p.snapshot();
+        // A write fails on `a` again while the replay's delete is in flight.
+        p.remember(&["a"], "cells");
+        p.forget(&snap);
+        assert_eq!(p.keys.keys().collect::<Vec<_>>(), ["a"]);
+        let snap = p.snapshot();
+        p.forget(&snap);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn too_many_keys_fence_the_whole_server() {
+        let mut p = Pending::default();
+        let keys: Vec<String> = (0..=MAX_PENDING).map(|i| format!("k{i}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        p.remember(&refs, "cells");
+        assert_eq!(p.keys.keys().collect::<Vec<_>>(), ["cells"]);
     }
 }
