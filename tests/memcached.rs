@@ -5,7 +5,8 @@
 //! memcached (A writes while B looks up). A bad day: a writer whose lookup
 //! timed out, a server paused during writes, a relay cut between a writer
 //! and its server (one server, or one of two during a cell change), replies
-//! delayed or trickled, values over 1 MiB and planted lease markers.
+//! delayed or trickled, values over 1 MiB and planted lease markers; and
+//! two OS processes through five faults, checking the staleness bound D.
 //!
 //! Needs the shared instances of `scripts/memcached.sh start` (called by
 //! `scripts/services.sh`; `MAPPING_TEST_MEMCACHED_SERVERS` overrides them)
@@ -851,6 +852,18 @@ fn reader_process() {
         key_prefix: std::env::var("MAPPING_TEST_MC_PREFIX").unwrap(),
         ..MemcachedOptions::default()
     };
+    // The fault runs give B short timeouts and a long expiry.
+    let ms = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .map(|v| Duration::from_millis(v.parse().unwrap()))
+    };
+    let m = MemcachedOptions {
+        socket_timeout: ms("MAPPING_TEST_MC_SOCKET_MS").unwrap_or(m.socket_timeout),
+        dead_retry: ms("MAPPING_TEST_MC_DEAD_MS").unwrap_or(m.dead_retry),
+        expiration_time: ms("MAPPING_TEST_MC_EXPIRY_MS").unwrap_or(m.expiration_time),
+        ..m
+    };
     let db = Database::open_with(&url, Options::default().memcached(Some(m))).unwrap();
     let uuids: Vec<String> = std::env::var("MAPPING_TEST_MC_UUIDS")
         .unwrap()
@@ -1037,4 +1050,319 @@ fn two_processes_share_memcached_postgres() {
 #[test]
 fn two_processes_share_memcached_mysql() {
     two_processes(BackendKind::Mysql, "two_processes_share_memcached_mysql");
+}
+
+// ------------------------------------- two OS processes through faults
+
+/// A fault played on a schedule while A writes and B reads.
+#[derive(Debug, Clone, Copy)]
+enum Scene {
+    /// memcached (server 0) paused 500 ms at a time (`SIGSTOP`).
+    Pause,
+    /// A cut from server 0 for 600 ms at a time; B still reaches it.
+    CutWriter,
+    /// memcached (server 0) killed and restarted.
+    Restart,
+    /// Every reply of server 0 delayed 250 ms, for both processes.
+    Delay,
+    /// Every reply of server 0 trickled a byte every 100 ms, for both.
+    Trickle,
+}
+
+/// Starts or ends a fault episode.
+type Action = Box<dyn Fn()>;
+
+/// Stops and joins the thread playing a fault, also when the test fails
+/// (so that the memcached it holds is killed, not left behind).
+struct Player(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        if let Some(h) = self.1.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// When each fault episode ended (for faults that end): a write made
+/// during one counts its staleness from the episode's end.
+type Episodes = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
+
+/// Process A of the fault runs: two memcached servers of the test's own,
+/// server 0 behind a relay for each process; for each scene, writes
+/// (moves, cell renames, destroys and creates) and after each asks B
+/// again and again until B's answer is the database's. The oldest stale
+/// answer (from the write, or from the end of the fault episode the write
+/// fell in) must be within the bound D; every write and every answer of B
+/// within a bounded time.
+fn two_processes_through_faults(backend: BackendKind, test: &str) {
+    if std::env::var(CHILD).is_ok() {
+        return reader_process();
+    }
+    let t = TestDb::new(backend);
+    let own = Arc::new(Mutex::new(OwnMemcached::start()));
+    let other = OwnMemcached::start();
+    let server0 = own.lock().unwrap().addr();
+    let (relay_a, relay_b) = (Relay::start(&server0), Relay::start(&server0));
+    let m = MemcachedOptions {
+        socket_timeout: Duration::from_millis(300),
+        expiration_time: Duration::from_secs(300),
+        ..mc(vec![relay_a.addr.clone(), other.addr()])
+    };
+    let a = with_mc(&t, &m);
+    let d = bound_d(&m);
+    let mut cells: Vec<CellMapping> = (0..3).map(|_| t.cell()).collect();
+    let ims: Vec<InstanceMapping> = (0..12)
+        .map(|i| t.instance(Some(&cells[i % 3]), "p", "u"))
+        .collect();
+    let uuids: Vec<String> = ims.iter().map(|i| i.instance_uuid.to_string()).collect();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, t.url())
+        .env(
+            "MAPPING_TEST_MC_SERVERS",
+            format!("{},{}", relay_b.addr, other.addr()),
+        )
+        .env("MAPPING_TEST_MC_PREFIX", &m.key_prefix)
+        .env("MAPPING_TEST_MC_UUIDS", uuids.join(","))
+        .env("MAPPING_TEST_MC_SOCKET_MS", "300")
+        .env("MAPPING_TEST_MC_DEAD_MS", "1000")
+        .env("MAPPING_TEST_MC_EXPIRY_MS", "300000")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_b = child.stdin.take().unwrap();
+    let mut from_b = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ask = |asked: &[&str]| -> Vec<String> {
+        writeln!(to_b, "{}", asked.join(",")).unwrap();
+        loop {
+            let l = from_b.next().expect("B answers").unwrap();
+            if let Some((_, a)) = l.split_once("@@ ") {
+                return a.split(',').map(str::to_owned).collect();
+            }
+        }
+    };
+    let mut rng = uuid::Uuid::new_v4().as_u128() as u64 | 1;
+    let mut next = |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let mut report = Vec::new();
+    let scenes = [
+        Scene::Pause,
+        Scene::CutWriter,
+        Scene::Restart,
+        Scene::Delay,
+        Scene::Trickle,
+    ];
+    // MAPPING_TEST_MC_SCENE=CutWriter (say) plays one scene only.
+    let only = std::env::var("MAPPING_TEST_MC_SCENE").ok();
+    for scene in scenes {
+        if only.as_ref().is_some_and(|o| *o != format!("{scene:?}")) {
+            continue;
+        }
+        let episodes: Episodes = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        match scene {
+            Scene::Delay => {
+                relay_a.set(Fault::Delay(Duration::from_millis(250)));
+                relay_b.set(Fault::Delay(Duration::from_millis(250)));
+            }
+            Scene::Trickle => {
+                relay_a.set(Fault::Trickle(Duration::from_millis(100)));
+                relay_b.set(Fault::Trickle(Duration::from_millis(100)));
+            }
+            _ => {}
+        }
+        let player = Player(
+            stop.clone(),
+            Some({
+                let (own, episodes, stop) = (own.clone(), episodes.clone(), stop.clone());
+                let relay_fault = relay_a.fault.clone();
+                std::thread::spawn(move || {
+                    let wait = |d: Duration| {
+                        let until = Instant::now() + d;
+                        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    };
+                    let (on, off): (Action, Action) = match scene {
+                        Scene::Pause => {
+                            let (o1, o2) = (own.clone(), own.clone());
+                            (
+                                Box::new(move || o1.lock().unwrap().signal("-STOP")),
+                                Box::new(move || o2.lock().unwrap().signal("-CONT")),
+                            )
+                        }
+                        Scene::CutWriter => {
+                            let (f1, f2) = (relay_fault.clone(), relay_fault.clone());
+                            (
+                                Box::new(move || *f1.lock().unwrap() = Fault::Cut),
+                                Box::new(move || *f2.lock().unwrap() = Fault::Pass),
+                            )
+                        }
+                        Scene::Restart => {
+                            let (o1, o2) = (own.clone(), own.clone());
+                            (
+                                Box::new(move || o1.lock().unwrap().kill()),
+                                Box::new(move || o2.lock().unwrap().restart()),
+                            )
+                        }
+                        Scene::Delay | Scene::Trickle => return,
+                    };
+                    let length = match scene {
+                        Scene::Pause => Duration::from_millis(500),
+                        Scene::CutWriter => Duration::from_millis(600),
+                        _ => Duration::from_millis(200),
+                    };
+                    // Episodes further apart than D: the bound counts from
+                    // the moment the server answers again and keeps answering.
+                    while !stop.load(Ordering::Relaxed) {
+                        wait(Duration::from_millis(1600));
+                        on();
+                        let i = {
+                            let mut e = episodes.lock().unwrap();
+                            e.push((Instant::now(), None));
+                            e.len() - 1
+                        };
+                        wait(length);
+                        off();
+                        episodes.lock().unwrap()[i].1 = Some(Instant::now());
+                    }
+                })
+            }),
+        );
+        let (mut oldest, mut slowest_write, mut stale_steps) = (Duration::ZERO, Duration::ZERO, 0);
+        // At least 5 s of each scene (two or three fault episodes), a write
+        // every 40 ms or so.
+        let scene_end = Instant::now() + Duration::from_secs(5);
+        let mut step = 0;
+        while step < 20 || Instant::now() < scene_end {
+            step += 1;
+            std::thread::sleep(Duration::from_millis(40));
+            let u = uuids[next(uuids.len())].as_str();
+            let current = lookup(&t, u);
+            let w0 = Instant::now();
+            let op = match (&current, next(4)) {
+                (None, _) => {
+                    let mut n = cell_mappings::NewInstanceMapping::new(u, "p", "u");
+                    n.cell_mapping = Some(cells[next(3)].clone());
+                    a.instance_mappings().create(n).unwrap();
+                    "create"
+                }
+                (Some(im), 0 | 1) => {
+                    let c = &cells[next(3)];
+                    a.instance_mappings()
+                        .save(im, &InstanceMappingUpdate::new().cell(Some(c)))
+                        .unwrap();
+                    "move"
+                }
+                (Some(_), 2) => {
+                    let i = next(3);
+                    let name = format!("cell-{step}");
+                    cells[i] = a
+                        .cells()
+                        .save(
+                            &cells[i],
+                            &CellMappingUpdate::new().name(Some(name.as_str())),
+                        )
+                        .unwrap();
+                    "rename cell"
+                }
+                (Some(_), _) => {
+                    a.instance_mappings().destroy(u).unwrap();
+                    "destroy"
+                }
+            };
+            let written = Instant::now();
+            slowest_write = slowest_write.max(written - w0);
+            let other = uuids[next(uuids.len())].as_str();
+            let asked = [u, other];
+            let truth: Vec<String> = asked
+                .iter()
+                .map(|x| state(lookup(&t, x).as_ref()))
+                .collect();
+            let mut last_stale = None;
+            let mut seen = None;
+            loop {
+                let answer = ask(&asked);
+                let at = Instant::now();
+                if answer == truth {
+                    break;
+                }
+                last_stale = Some(at);
+                seen = Some(answer);
+                assert!(
+                    at - written < Duration::from_secs(10),
+                    "{scene:?} step {step}: B behind A's {op} of {u} for 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if let Some(last) = last_stale {
+                // From the write, or from the end of the episode it fell in.
+                let episodes = episodes.lock().unwrap().clone();
+                let from = episodes
+                    .iter()
+                    .find(|(s, e)| *s <= written && e.is_none_or(|e| written < e))
+                    .map(|(_, e)| e.unwrap_or(last))
+                    .unwrap_or(written)
+                    .max(written);
+                let age = last.saturating_duration_since(from);
+                oldest = oldest.max(age);
+                stale_steps += 1;
+                assert!(
+                    age <= d,
+                    "{scene:?} step {step}: B served a value older than A's {op} of {u} {age:?} after it (D = {d:?}): {seen:?} for {truth:?}; A: {:?}",
+                    mstats(&a)
+                );
+            }
+        }
+        drop(player);
+        relay_a.set(Fault::Pass);
+        relay_b.set(Fault::Pass);
+        // The socket timeout of the lookup, the invalidation timeout of
+        // each server, the database's share.
+        assert!(
+            slowest_write < Duration::from_secs(2),
+            "{scene:?}: a write took {slowest_write:?}"
+        );
+        if matches!(scene, Scene::CutWriter) {
+            // The cut is real: B, which reaches server 0, was behind.
+            assert!(stale_steps > 0, "{scene:?}: B was never behind");
+        }
+        report.push(format!(
+            "{scene:?}: {step} writes, {stale_steps} answered stale at first, oldest stale answer \
+             {oldest:?} after its write or the fault's end, slowest write {slowest_write:?}"
+        ));
+    }
+    writeln!(to_b, "quit").unwrap();
+    assert!(child.wait().unwrap().success(), "process B failed");
+    eprintln!(
+        "two processes through faults ({backend:?}, D = {d:?}):\n  {}",
+        report.join("\n  ")
+    );
+}
+
+#[test]
+fn two_processes_through_faults_sqlite() {
+    two_processes_through_faults(BackendKind::Sqlite, "two_processes_through_faults_sqlite");
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn two_processes_through_faults_postgres() {
+    two_processes_through_faults(
+        BackendKind::Postgres,
+        "two_processes_through_faults_postgres",
+    );
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn two_processes_through_faults_mysql() {
+    two_processes_through_faults(BackendKind::Mysql, "two_processes_through_faults_mysql");
 }

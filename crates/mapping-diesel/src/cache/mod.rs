@@ -37,7 +37,8 @@
 //!   memcached tier serves an older value later than
 //!   D = 250 ms + 2 × `invalidation_timeout` × (number of servers) after the
 //!   write returned, or, if the writer could not reach the server then,
-//!   after that server answers the writer again (0.75 s with one server at
+//!   after that server answers the writer again and keeps answering for D
+//!   (0.75 s with one server at
 //!   the defaults; the rule, how it holds and its tests are in
 //!   `docs/reliability.md`). The first tier of *another* process serves an
 //!   entry for at most its `ttl` after it was read (keep it short, or off,
