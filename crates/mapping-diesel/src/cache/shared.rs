@@ -232,11 +232,11 @@ impl Drop for SharedTier {
     fn drop(&mut self) {
         // One last try for what is still pending; the replay thread holds
         // only a weak reference and ends.
-        for server in 0..self.core.servers.len() {
-            if !lock(&self.core.pending[server]).is_empty() {
+        for (server, slot) in self.core.pending.iter().enumerate() {
+            if !lock(slot).is_empty() {
                 let call = Call::invalidate(self.core.invalidation_timeout);
                 if !self.core.flush(server, &call) {
-                    let n = lock(&self.core.pending[server]).len();
+                    let n = lock(slot).len();
                     tracing::warn!(server, keys = n, "memcached invalidations still pending when the handle was dropped: other processes may serve these mappings stale until the expiration time");
                 }
             }
