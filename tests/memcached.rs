@@ -2,7 +2,11 @@
 //! hits shared by handles, invalidation by every kind of write, planted
 //! values, a server killed and restarted mid-run, two servers with one
 //! stopped, a server that never answers, and two OS processes sharing one
-//! memcached (A writes while B looks up).
+//! memcached (A writes while B looks up). A bad day: a writer whose lookup
+//! timed out, a server paused during writes, a relay cut between a writer
+//! and its server (one server, or one of two during a cell change), replies
+//! delayed or trickled, values over 1 MiB and planted lease markers; and
+//! two OS processes through five faults, checking the staleness bound D.
 //!
 //! Needs the shared instances of `scripts/memcached.sh start` (called by
 //! `scripts/services.sh`; `MAPPING_TEST_MEMCACHED_SERVERS` overrides them)
@@ -13,6 +17,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cell_mappings::{
@@ -154,6 +160,11 @@ impl OwnMemcached {
     }
 
     fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// (Re)starts it with these extra memcached arguments.
+    fn restart_with(&mut self, extra: &[&str]) {
         let bin = std::env::var("MAPPING_TEST_MEMCACHED_BIN")
             .unwrap_or_else(|_| "/usr/bin/memcached".into());
         let mut cmd = Command::new(&bin);
@@ -167,6 +178,7 @@ impl OwnMemcached {
             "-m",
             "16",
         ]);
+        cmd.args(extra);
         if unsafe_is_root() {
             cmd.args(["-u", "nobody"]);
         }
@@ -189,6 +201,16 @@ impl OwnMemcached {
         }
     }
 
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) the process: a pause.
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill(1)");
+        assert!(ok.success(), "kill {sig} {pid}");
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill().expect("kill memcached");
@@ -201,6 +223,149 @@ impl Drop for OwnMemcached {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// What a relay does to the traffic between the library and memcached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Passes everything through.
+    Pass,
+    /// Drops everything both ways (a cut that leaves connections open).
+    Cut,
+    /// Holds each reply back this long.
+    Delay(Duration),
+    /// Sends each reply one byte at a time, this long apart.
+    Trickle(Duration),
+}
+
+/// A TCP relay of the test's own in front of a memcached, to play faults
+/// between one handle and its server while others reach it directly.
+struct Relay {
+    addr: String,
+    fault: Arc<Mutex<Fault>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let fault = Arc::new(Mutex::new(Fault::Pass));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, st, up) = (fault.clone(), stop.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let (f, up) = (f.clone(), up.clone());
+                        std::thread::spawn(move || Relay::pipe(client, &up, &f));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self { addr, fault, stop }
+    }
+
+    fn set(&self, f: Fault) {
+        *self.fault.lock().unwrap() = f;
+    }
+
+    fn pipe(client: TcpStream, upstream: &str, fault: &Arc<Mutex<Fault>>) {
+        let Ok(server) = TcpStream::connect(upstream) else {
+            return;
+        };
+        let now = |f: &Arc<Mutex<Fault>>| *f.lock().unwrap();
+        let (mut from_client, mut to_server) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let f = fault.clone();
+        let up = std::thread::spawn(move || {
+            let mut buf = [0u8; 16384];
+            while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                if now(&f) != Fault::Cut && to_server.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to_server.shutdown(std::net::Shutdown::Both);
+        });
+        let (mut from_server, mut to_client) = (server, client);
+        let mut buf = [0u8; 16384];
+        'replies: while let Ok(n @ 1..) = from_server.read(&mut buf) {
+            match now(fault) {
+                Fault::Pass => {
+                    if to_client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Fault::Cut => {}
+                Fault::Delay(d) => {
+                    std::thread::sleep(d);
+                    if to_client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Fault::Trickle(d) => {
+                    for b in &buf[..n] {
+                        std::thread::sleep(d);
+                        if to_client.write_all(std::slice::from_ref(b)).is_err() {
+                            break 'replies;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+        let _ = up.join();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The documented staleness bound D for a server list of `servers`
+/// entries with these options: the replay period (250 ms) plus twice the
+/// invalidation timeout per server (docs/reliability.md).
+fn bound_d(m: &MemcachedOptions) -> Duration {
+    Duration::from_millis(250) + 2 * m.invalidation_timeout * m.servers.len() as u32
+}
+
+/// Looks `ims` up through `r` until `until`, comparing each answer with the
+/// database; returns when the last stale answer was seen (`None`: never).
+fn last_stale(
+    t: &TestDb,
+    r: &Database,
+    ims: &[InstanceMapping],
+    until: Instant,
+) -> Option<Instant> {
+    let truth: Vec<String> = ims
+        .iter()
+        .map(|im| state(lookup(t, &im.instance_uuid).as_ref()))
+        .collect();
+    let mut last = None;
+    while Instant::now() < until {
+        for (im, want) in ims.iter().zip(&truth) {
+            if &state(lookup(r, &im.instance_uuid).as_ref()) != want {
+                last = Some(Instant::now());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    last
+}
+
+/// How many of `ims` `r` answers differently from the database.
+fn stale_count(t: &TestDb, r: &Database, ims: &[InstanceMapping]) -> usize {
+    ims.iter()
+        .filter(|im| {
+            state(lookup(r, &im.instance_uuid).as_ref())
+                != state(lookup(t, &im.instance_uuid).as_ref())
+        })
+        .count()
 }
 
 fn unsafe_is_root() -> bool {
@@ -455,6 +620,221 @@ backend_tests! {
     }
 }
 
+// ------------------------------------------------------ a bad day
+
+backend_tests! {
+    fn a_timed_out_lookup_does_not_make_a_writer_skip_its_invalidations(t) {
+        let own = OwnMemcached::start();
+        let m = MemcachedOptions {
+            socket_timeout: Duration::from_millis(200),
+            expiration_time: Duration::from_secs(300),
+            ..mc(vec![own.addr()])
+        };
+        assert_eq!(m.dead_retry, Duration::from_secs(300));
+        let (w, r) = (with_mc(t, &m), with_mc(t, &m));
+        let (c1, c2) = (t.cell(), t.cell());
+        let ims: Vec<_> = (0..10).map(|_| t.instance(Some(&c1), "p", "u")).collect();
+        for im in &ims {
+            lookup(&r, &im.instance_uuid);
+        }
+        let h = mstats(&r).hits;
+        assert_eq!(stale_count(t, &r, &ims), 0);
+        assert_eq!(mstats(&r).hits, h + 10, "R serves all ten from memcached");
+        // One lookup of the writer times out while memcached is paused:
+        // the writer marks the server dead.
+        own.signal("-STOP");
+        let other = t.instance(Some(&c1), "p", "u");
+        let e0 = mstats(&w).errors;
+        assert_eq!(lookup(&w, &other.instance_uuid), Some(other.clone()));
+        own.signal("-CONT");
+        assert_eq!(mstats(&w).errors, e0 + 1, "the writer's lookup timed out");
+        // memcached is back: every save's delete must reach it.
+        for im in &ims {
+            w.instance_mappings().save(im, &InstanceMappingUpdate::new().cell(Some(&c2))).unwrap();
+        }
+        assert_eq!(stale_count(t, &r, &ims), 0, "R serves a mapping from before W's save");
+        let s = mstats(&w);
+        assert_eq!(s.invalidations_pending, 0, "{s:?}");
+        assert!(s.invalidations >= 10, "{s:?}");
+    }
+
+    fn writes_during_a_pause_are_seen_within_the_bound(t) {
+        let own = OwnMemcached::start();
+        let m = MemcachedOptions {
+            socket_timeout: Duration::from_millis(200),
+            expiration_time: Duration::from_secs(300),
+            ..mc(vec![own.addr()])
+        };
+        let (w, r) = (with_mc(t, &m), with_mc(t, &m));
+        let (c1, c2) = (t.cell(), t.cell());
+        let ims: Vec<_> = (0..5).map(|_| t.instance(Some(&c1), "p", "u")).collect();
+        for im in &ims {
+            lookup(&r, &im.instance_uuid);
+        }
+        own.signal("-STOP");
+        let paused = Instant::now();
+        for im in &ims {
+            let t0 = Instant::now();
+            w.instance_mappings().save(im, &InstanceMappingUpdate::new().cell(Some(&c2))).unwrap();
+            // The delete's own deadline, plus the database's share.
+            assert!(t0.elapsed() < m.invalidation_timeout + Duration::from_millis(400), "save took {:?}", t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(500).saturating_sub(paused.elapsed()));
+        own.signal("-CONT");
+        let resumed = Instant::now();
+        let d = bound_d(&m);
+        if let Some(last) = last_stale(t, &r, &ims, resumed + d + Duration::from_millis(700)) {
+            assert!(last - resumed <= d, "stale {:?} after memcached came back (D = {d:?})", last - resumed);
+        }
+        let s = mstats(&w);
+        assert_eq!(s.invalidations_pending, 0, "{s:?}");
+    }
+
+    fn invalidations_lost_to_a_cut_are_replayed_within_the_bound(t) {
+        let server = shared_servers().remove(0);
+        let relay = Relay::start(&server);
+        let base = MemcachedOptions {
+            socket_timeout: Duration::from_millis(300),
+            expiration_time: Duration::from_secs(300),
+            ..mc(vec![server])
+        };
+        // The writer reaches memcached through the relay, the reader directly.
+        let wm = MemcachedOptions { servers: vec![relay.addr.clone()], ..base.clone() };
+        let (w, r) = (with_mc(t, &wm), with_mc(t, &base));
+        let (c1, c2) = (t.cell(), t.cell());
+        let ims: Vec<_> = (0..10).map(|_| t.instance(Some(&c1), "p", "u")).collect();
+        for im in &ims {
+            lookup(&r, &im.instance_uuid);
+        }
+        relay.set(Fault::Cut);
+        for im in &ims {
+            let t0 = Instant::now();
+            w.instance_mappings().save(im, &InstanceMappingUpdate::new().cell(Some(&c2))).unwrap();
+            assert!(t0.elapsed() < wm.invalidation_timeout + Duration::from_millis(400), "save took {:?}", t0.elapsed());
+        }
+        let s = mstats(&w);
+        assert_eq!(s.invalidations_pending, 10, "every delete remembered: {s:?}");
+        // The cut is real: R, which still reaches memcached, is behind.
+        assert_eq!(stale_count(t, &r, &ims), 10);
+        relay.set(Fault::Pass);
+        let healed = Instant::now();
+        // W makes no call any more: the replay happens on its own.
+        let d = bound_d(&wm);
+        let last = last_stale(t, &r, &ims, healed + d + Duration::from_millis(700));
+        let last = last.expect("stale answers right after the cut healed");
+        assert!(last - healed <= d, "stale {:?} after the cut healed (D = {d:?})", last - healed);
+        let s = mstats(&w);
+        assert_eq!((s.invalidations_pending, s.invalidations_replayed), (0, 10), "{s:?}");
+        // The writer's own lookups see its writes.
+        for im in &ims {
+            assert_eq!(lookup(&w, &im.instance_uuid).unwrap().cell_mapping.unwrap().uuid, c2.uuid);
+        }
+    }
+
+    fn a_cell_change_on_a_cut_server_reaches_its_share_within_the_bound(t) {
+        let servers = shared_servers();
+        assert!(servers.len() >= 2, "two memcached servers: {servers:?}");
+        let relay = Relay::start(&servers[0]);
+        let base = MemcachedOptions {
+            socket_timeout: Duration::from_millis(300),
+            expiration_time: Duration::from_secs(300),
+            ..mc(servers[..2].to_vec())
+        };
+        let wm = MemcachedOptions { servers: vec![relay.addr.clone(), base.servers[1].clone()], ..base.clone() };
+        let (w, r) = (with_mc(t, &wm), with_mc(t, &base));
+        let cell = t.cell();
+        let ims: Vec<_> = (0..40).map(|_| t.instance(Some(&cell), "p", "u")).collect();
+        for im in &ims {
+            lookup(&r, &im.instance_uuid);
+        }
+        let h = mstats(&r).hits;
+        assert_eq!(stale_count(t, &r, &ims), 0);
+        assert_eq!(mstats(&r).hits, h + 40);
+        relay.set(Fault::Cut);
+        w.cells().save(&cell, &CellMappingUpdate::new().name(Some("renamed"))).unwrap();
+        // The reachable server's share is right at once; the cut one's is
+        // behind (the cut is real).
+        let behind = stale_count(t, &r, &ims);
+        assert!(behind > 3 && behind < 37, "{behind} of 40 behind");
+        relay.set(Fault::Pass);
+        let healed = Instant::now();
+        let d = bound_d(&wm);
+        if let Some(last) = last_stale(t, &r, &ims, healed + d + Duration::from_millis(700)) {
+            assert!(last - healed <= d, "stale {:?} after the cut healed (D = {d:?})", last - healed);
+        }
+        assert_eq!(mstats(&w).invalidations_pending, 0);
+    }
+
+    fn one_deadline_per_call_against_slow_and_trickling_servers(t) {
+        let server = shared_servers().remove(0);
+        let relay = Relay::start(&server);
+        let m = MemcachedOptions {
+            socket_timeout: Duration::from_millis(300),
+            invalidation_timeout: Duration::from_millis(100),
+            dead_retry: Duration::ZERO,
+            ..mc(vec![relay.addr.clone()])
+        };
+        let db = with_mc(t, &m);
+        let cell = t.cell();
+        // The database's share of a call, and the test's own slack.
+        let slack = Duration::from_millis(300);
+        for (fault, n) in [
+            (Fault::Delay(Duration::from_millis(250)), 6),
+            (Fault::Trickle(Duration::from_millis(100)), 3),
+        ] {
+            relay.set(fault);
+            let ims: Vec<_> = (0..n).map(|_| t.instance(Some(&cell), "p", "u")).collect();
+            for im in &ims {
+                for _ in 0..2 {
+                    let t0 = Instant::now();
+                    assert_eq!(lookup(&db, &im.instance_uuid).as_ref(), Some(im), "{fault:?}");
+                    let took = t0.elapsed();
+                    assert!(took < m.socket_timeout + slack, "{fault:?}: lookup took {took:?}");
+                }
+                let t0 = Instant::now();
+                db.instance_mappings().save(im, &InstanceMappingUpdate::new().queued_for_delete(true)).unwrap();
+                let took = t0.elapsed();
+                assert!(took < m.invalidation_timeout + slack, "{fault:?}: save took {took:?}");
+            }
+        }
+        assert!(mstats(&db).errors > 0);
+    }
+
+    fn oversized_values_and_planted_markers_are_replaced(t) {
+        let mut own = OwnMemcached::start();
+        // Items up to 4 MiB, so that a value over 1 MiB can be planted.
+        own.kill();
+        own.restart_with(&["-I", "4m"]);
+        let m = mc(vec![own.addr()]);
+        let db = with_mc(t, &m);
+        let cell = t.cell();
+        let im = t.instance(Some(&cell), "p", "u");
+        let key = format!("{}cm1:im:{}", m.key_prefix, im.instance_uuid);
+        let cells = format!("{}cm1:cells", m.key_prefix);
+        lookup(&db, &im.instance_uuid);
+        let big = vec![b'x'; 1024 * 1024 + 4096];
+        for (what, k, data) in [
+            ("a value over 1 MiB", &key, &big[..]),
+            ("a lease marker without expiry", &key, &b"cm1-pending"[..]),
+            ("a cells record over 1 MiB", &cells, &big[..]),
+        ] {
+            Raw::connect(&own.addr()).unwrap().set(k, data);
+            let before = mstats(&db);
+            let mut hit = false;
+            for _ in 0..3 {
+                assert_eq!(lookup(&db, &im.instance_uuid).as_ref(), Some(&im), "{what}");
+                hit = mstats(&db).hits > before.hits;
+                if hit {
+                    break;
+                }
+            }
+            let after = mstats(&db);
+            assert!(hit, "{what}: replaced by a good value within three lookups: {after:?}");
+            assert_eq!(after.errors, before.errors, "{what}");
+        }
+    }
+}
+
 // ------------------------------------------------- two OS processes
 
 const CHILD: &str = "MAPPING_TEST_MC_CHILD";
@@ -471,6 +851,18 @@ fn reader_process() {
             .collect(),
         key_prefix: std::env::var("MAPPING_TEST_MC_PREFIX").unwrap(),
         ..MemcachedOptions::default()
+    };
+    // The fault runs give B short timeouts and a long expiry.
+    let ms = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .map(|v| Duration::from_millis(v.parse().unwrap()))
+    };
+    let m = MemcachedOptions {
+        socket_timeout: ms("MAPPING_TEST_MC_SOCKET_MS").unwrap_or(m.socket_timeout),
+        dead_retry: ms("MAPPING_TEST_MC_DEAD_MS").unwrap_or(m.dead_retry),
+        expiration_time: ms("MAPPING_TEST_MC_EXPIRY_MS").unwrap_or(m.expiration_time),
+        ..m
     };
     let db = Database::open_with(&url, Options::default().memcached(Some(m))).unwrap();
     let uuids: Vec<String> = std::env::var("MAPPING_TEST_MC_UUIDS")
@@ -658,4 +1050,326 @@ fn two_processes_share_memcached_postgres() {
 #[test]
 fn two_processes_share_memcached_mysql() {
     two_processes(BackendKind::Mysql, "two_processes_share_memcached_mysql");
+}
+
+// ------------------------------------- two OS processes through faults
+
+/// A fault played on a schedule while A writes and B reads.
+#[derive(Debug, Clone, Copy)]
+enum Scene {
+    /// memcached (server 0) paused 500 ms at a time (`SIGSTOP`).
+    Pause,
+    /// A cut from server 0 for 600 ms at a time; B still reaches it.
+    CutWriter,
+    /// memcached (server 0) killed and restarted.
+    Restart,
+    /// Every reply of server 0 delayed 250 ms, for both processes.
+    Delay,
+    /// Every reply of server 0 trickled a byte every 100 ms, for both.
+    Trickle,
+}
+
+/// Starts or ends a fault episode.
+type Action = Box<dyn Fn()>;
+
+/// Stops and joins the thread playing a fault, also when the test fails
+/// (so that the memcached it holds is killed, not left behind).
+struct Player(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        if let Some(h) = self.1.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// When each fault episode ended (for faults that end): a write made
+/// during one counts its staleness from the episode's end.
+type Episodes = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
+
+/// Process A of the fault runs: two memcached servers of the test's own,
+/// server 0 behind a relay for each process; for each scene, writes
+/// (moves, cell renames, destroys and creates) and after each asks B
+/// again and again until B's answer is the database's. The oldest stale
+/// answer (from the write, or from the end of the fault episode the write
+/// fell in) must be within the bound D; every write and every answer of B
+/// within a bounded time.
+fn two_processes_through_faults(backend: BackendKind, test: &str) {
+    if std::env::var(CHILD).is_ok() {
+        return reader_process();
+    }
+    let t = TestDb::new(backend);
+    let own = Arc::new(Mutex::new(OwnMemcached::start()));
+    let other = OwnMemcached::start();
+    let server0 = own.lock().unwrap().addr();
+    let (relay_a, relay_b) = (Relay::start(&server0), Relay::start(&server0));
+    let m = MemcachedOptions {
+        socket_timeout: Duration::from_millis(300),
+        expiration_time: Duration::from_secs(300),
+        ..mc(vec![relay_a.addr.clone(), other.addr()])
+    };
+    let a = with_mc(&t, &m);
+    let d = bound_d(&m);
+    let mut cells: Vec<CellMapping> = (0..3).map(|_| t.cell()).collect();
+    let ims: Vec<InstanceMapping> = (0..12)
+        .map(|i| t.instance(Some(&cells[i % 3]), "p", "u"))
+        .collect();
+    let uuids: Vec<String> = ims.iter().map(|i| i.instance_uuid.to_string()).collect();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, t.url())
+        .env(
+            "MAPPING_TEST_MC_SERVERS",
+            format!("{},{}", relay_b.addr, other.addr()),
+        )
+        .env("MAPPING_TEST_MC_PREFIX", &m.key_prefix)
+        .env("MAPPING_TEST_MC_UUIDS", uuids.join(","))
+        .env("MAPPING_TEST_MC_SOCKET_MS", "300")
+        .env("MAPPING_TEST_MC_DEAD_MS", "1000")
+        .env("MAPPING_TEST_MC_EXPIRY_MS", "300000")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_b = child.stdin.take().unwrap();
+    let mut from_b = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ask = |asked: &[&str]| -> Vec<String> {
+        writeln!(to_b, "{}", asked.join(",")).unwrap();
+        loop {
+            let l = from_b.next().expect("B answers").unwrap();
+            if let Some((_, a)) = l.split_once("@@ ") {
+                return a.split(',').map(str::to_owned).collect();
+            }
+        }
+    };
+    let mut rng = uuid::Uuid::new_v4().as_u128() as u64 | 1;
+    let mut next = |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let mut report = Vec::new();
+    let scenes = [
+        Scene::Pause,
+        Scene::CutWriter,
+        Scene::Restart,
+        Scene::Delay,
+        Scene::Trickle,
+    ];
+    // MAPPING_TEST_MC_SCENE=CutWriter (say) plays one scene only.
+    let only = std::env::var("MAPPING_TEST_MC_SCENE").ok();
+    for scene in scenes {
+        if only.as_ref().is_some_and(|o| *o != format!("{scene:?}")) {
+            continue;
+        }
+        let episodes: Episodes = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        match scene {
+            Scene::Delay => {
+                relay_a.set(Fault::Delay(Duration::from_millis(250)));
+                relay_b.set(Fault::Delay(Duration::from_millis(250)));
+            }
+            Scene::Trickle => {
+                relay_a.set(Fault::Trickle(Duration::from_millis(100)));
+                relay_b.set(Fault::Trickle(Duration::from_millis(100)));
+            }
+            _ => {}
+        }
+        let player = Player(
+            stop.clone(),
+            Some({
+                let (own, episodes, stop) = (own.clone(), episodes.clone(), stop.clone());
+                let relay_fault = relay_a.fault.clone();
+                std::thread::spawn(move || {
+                    let wait = |d: Duration| {
+                        let until = Instant::now() + d;
+                        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    };
+                    let (on, off): (Action, Action) = match scene {
+                        Scene::Pause => {
+                            let (o1, o2) = (own.clone(), own.clone());
+                            (
+                                Box::new(move || o1.lock().unwrap().signal("-STOP")),
+                                Box::new(move || o2.lock().unwrap().signal("-CONT")),
+                            )
+                        }
+                        Scene::CutWriter => {
+                            let (f1, f2) = (relay_fault.clone(), relay_fault.clone());
+                            (
+                                Box::new(move || *f1.lock().unwrap() = Fault::Cut),
+                                Box::new(move || *f2.lock().unwrap() = Fault::Pass),
+                            )
+                        }
+                        Scene::Restart => {
+                            let (o1, o2) = (own.clone(), own.clone());
+                            (
+                                Box::new(move || o1.lock().unwrap().kill()),
+                                Box::new(move || o2.lock().unwrap().restart()),
+                            )
+                        }
+                        Scene::Delay | Scene::Trickle => return,
+                    };
+                    let length = match scene {
+                        Scene::Pause => Duration::from_millis(500),
+                        Scene::CutWriter => Duration::from_millis(600),
+                        _ => Duration::from_millis(200),
+                    };
+                    // Episodes further apart than D: the bound counts from
+                    // the moment the server answers again and keeps answering.
+                    while !stop.load(Ordering::Relaxed) {
+                        wait(Duration::from_millis(1600));
+                        on();
+                        let i = {
+                            let mut e = episodes.lock().unwrap();
+                            e.push((Instant::now(), None));
+                            e.len() - 1
+                        };
+                        wait(length);
+                        off();
+                        episodes.lock().unwrap()[i].1 = Some(Instant::now());
+                    }
+                })
+            }),
+        );
+        let (mut oldest, mut slowest_write) = (Duration::ZERO, Duration::ZERO);
+        // At least 5 s of each scene (two or three fault episodes), a write
+        // every 40 ms or so.
+        // The cut scene goes on (up to 20 s more) until B was behind once,
+        // so that a slow machine cannot make it prove nothing.
+        let scene_end = Instant::now() + Duration::from_secs(5);
+        let mut step = 0;
+        let mut stale_steps = 0;
+        let cut = matches!(scene, Scene::CutWriter);
+        while step < 20
+            || Instant::now() < scene_end
+            || (cut && stale_steps == 0 && Instant::now() < scene_end + Duration::from_secs(20))
+        {
+            step += 1;
+            std::thread::sleep(Duration::from_millis(40));
+            let u = uuids[next(uuids.len())].as_str();
+            let current = lookup(&t, u);
+            let w0 = Instant::now();
+            let op = match (&current, next(4)) {
+                (None, _) => {
+                    let mut n = cell_mappings::NewInstanceMapping::new(u, "p", "u");
+                    n.cell_mapping = Some(cells[next(3)].clone());
+                    a.instance_mappings().create(n).unwrap();
+                    "create"
+                }
+                (Some(im), 0 | 1) => {
+                    let c = &cells[next(3)];
+                    a.instance_mappings()
+                        .save(im, &InstanceMappingUpdate::new().cell(Some(c)))
+                        .unwrap();
+                    "move"
+                }
+                (Some(_), 2) => {
+                    let i = next(3);
+                    let name = format!("cell-{step}");
+                    cells[i] = a
+                        .cells()
+                        .save(
+                            &cells[i],
+                            &CellMappingUpdate::new().name(Some(name.as_str())),
+                        )
+                        .unwrap();
+                    "rename cell"
+                }
+                (Some(_), _) => {
+                    a.instance_mappings().destroy(u).unwrap();
+                    "destroy"
+                }
+            };
+            let written = Instant::now();
+            slowest_write = slowest_write.max(written - w0);
+            let other = uuids[next(uuids.len())].as_str();
+            let asked = [u, other];
+            let truth: Vec<String> = asked
+                .iter()
+                .map(|x| state(lookup(&t, x).as_ref()))
+                .collect();
+            let mut last_stale = None;
+            let mut seen = None;
+            loop {
+                let answer = ask(&asked);
+                let at = Instant::now();
+                if answer == truth {
+                    break;
+                }
+                last_stale = Some(at);
+                seen = Some(answer);
+                assert!(
+                    at - written < Duration::from_secs(10),
+                    "{scene:?} step {step}: B behind A's {op} of {u} for 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if let Some(last) = last_stale {
+                // From the write, or from the end of the episode it fell in.
+                let episodes = episodes.lock().unwrap().clone();
+                let from = episodes
+                    .iter()
+                    .find(|(s, e)| *s <= written && e.is_none_or(|e| written < e))
+                    .map(|(_, e)| e.unwrap_or(last))
+                    .unwrap_or(written)
+                    .max(written);
+                let age = last.saturating_duration_since(from);
+                oldest = oldest.max(age);
+                stale_steps += 1;
+                assert!(
+                    age <= d,
+                    "{scene:?} step {step}: B served a value older than A's {op} of {u} {age:?} after it (D = {d:?}): {seen:?} for {truth:?}; A: {:?}",
+                    mstats(&a)
+                );
+            }
+        }
+        drop(player);
+        relay_a.set(Fault::Pass);
+        relay_b.set(Fault::Pass);
+        // The socket timeout of the lookup, the invalidation timeout of
+        // each server, the database's share.
+        assert!(
+            slowest_write < Duration::from_secs(2),
+            "{scene:?}: a write took {slowest_write:?}"
+        );
+        if matches!(scene, Scene::CutWriter) {
+            // The cut is real: B, which reaches server 0, was behind.
+            assert!(stale_steps > 0, "{scene:?}: B was never behind");
+        }
+        report.push(format!(
+            "{scene:?}: {step} writes, {stale_steps} answered stale at first, oldest stale answer \
+             {oldest:?} after its write or the fault's end, slowest write {slowest_write:?}"
+        ));
+    }
+    writeln!(to_b, "quit").unwrap();
+    assert!(child.wait().unwrap().success(), "process B failed");
+    eprintln!(
+        "two processes through faults ({backend:?}, D = {d:?}):\n  {}",
+        report.join("\n  ")
+    );
+}
+
+#[test]
+fn two_processes_through_faults_sqlite() {
+    two_processes_through_faults(BackendKind::Sqlite, "two_processes_through_faults_sqlite");
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn two_processes_through_faults_postgres() {
+    two_processes_through_faults(
+        BackendKind::Postgres,
+        "two_processes_through_faults_postgres",
+    );
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn two_processes_through_faults_mysql() {
+    two_processes_through_faults(BackendKind::Mysql, "two_processes_through_faults_mysql");
 }

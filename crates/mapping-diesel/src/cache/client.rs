@@ -3,6 +3,13 @@
 //! spread by a stable hash, connect and socket timeouts, and dead servers
 //! skipped for a while.
 //!
+//! Every exchange runs under a [`Call`]: the time one library call may
+//! still spend on memcached. Each socket read and write (and each connect)
+//! gets what is left of it, so a server that answers slowly, or trickles
+//! its reply a byte at a time, costs the call at most its budget in all,
+//! however many exchanges the call makes. A call of [`Mode::Invalidate`]
+//! is sent even to a server marked dead.
+//!
 //! Why not a client crate: `memcache` 0.21, the maintained synchronous one,
 //! hands a connection whose read timed out back to its pool (its
 //! `has_broken` is always false), so the next command on it can read the
@@ -13,13 +20,57 @@
 //! servers and miss each other's invalidations. The text protocol part we
 //! need is about 300 lines.
 
+use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Largest value accepted from a server (memcached's default item limit).
+/// Largest value kept from a server (memcached's default item limit); a
+/// larger one is read past and reported as [`Item::oversized`], so that the
+/// shared tier can replace it.
 const MAX_VALUE: usize = 1024 * 1024;
+
+/// What a call is for: whether a server marked dead is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Lookups and fills: a server marked dead is skipped.
+    Lookup,
+    /// Invalidations: always sent, a server marked dead included; a
+    /// success clears the mark.
+    Invalidate,
+}
+
+/// The memcached time one library call has left, shared by all its
+/// exchanges (see the module documentation).
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    left: Cell<Duration>,
+    mode: Mode,
+}
+
+impl Call {
+    /// A lookup (and the fill after it) with `budget` in all.
+    pub(crate) fn lookup(budget: Duration) -> Self {
+        Self {
+            left: Cell::new(budget),
+            mode: Mode::Lookup,
+        }
+    }
+
+    /// An invalidation with `budget` in all.
+    pub(crate) fn invalidate(budget: Duration) -> Self {
+        Self {
+            left: Cell::new(budget),
+            mode: Mode::Invalidate,
+        }
+    }
+
+    /// What is left of the budget.
+    pub(crate) fn left(&self) -> Duration {
+        self.left.get()
+    }
+}
 
 /// Why a memcached command failed. Never reaches the library's callers: the
 /// shared tier counts it as an error and answers from the database.
@@ -28,6 +79,12 @@ pub(crate) enum McError {
     /// The server failed recently and is skipped until its retry time.
     #[error("memcached {server} is marked dead")]
     Dead {
+        /// `host:port`.
+        server: String,
+    },
+    /// The call had used up its memcached time before this exchange.
+    #[error("no time left for memcached {server} in this call")]
+    OutOfTime {
         /// `host:port`.
         server: String,
     },
@@ -79,10 +136,13 @@ impl McError {
 pub(crate) struct Item {
     /// Its key.
     pub key: String,
-    /// Its bytes.
+    /// Its bytes (empty when `oversized`).
     pub data: Vec<u8>,
     /// Its cas unique.
     pub cas: u64,
+    /// The value was larger than memcached's default item limit (1 MiB):
+    /// read past, not kept; never a value the library stored.
+    pub oversized: bool,
 }
 
 /// The outcome of a `cas` or `add`.
@@ -109,14 +169,62 @@ impl From<io::Error> for Fail {
     }
 }
 
+/// A socket whose every read and write is bounded by one deadline.
+struct Timed {
+    stream: TcpStream,
+    until: Instant,
+}
+
+impl Timed {
+    /// What is left until the deadline, or a timeout error once it passed.
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the call's memcached time ran out",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
 /// One open connection.
 struct Conn {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Timed>,
 }
 
 impl Conn {
-    fn send(&mut self, command: &[u8]) -> Result<(), Fail> {
-        self.stream.get_mut().write_all(command)?;
+    fn send(&mut self, mut command: &[u8]) -> Result<(), Fail> {
+        let timed = self.stream.get_mut();
+        while !command.is_empty() {
+            let left = timed.left()?;
+            timed.stream.set_write_timeout(Some(left))?;
+            match timed.stream.write(command) {
+                Ok(0) => return Err(Fail::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => command = command.get(n..).unwrap_or_default(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Fail::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and drops `n` bytes.
+    fn skip(&mut self, n: usize) -> Result<(), Fail> {
+        let want = u64::try_from(n).unwrap_or(u64::MAX);
+        let got = io::copy(&mut (&mut self.stream).take(want), &mut io::sink())?;
+        if got < want {
+            return Err(Fail::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
         Ok(())
     }
 
@@ -146,12 +254,11 @@ struct Server {
     dead_until: Mutex<Option<Instant>>,
 }
 
-/// Timeouts of a [`Servers`] set.
+/// Timeouts of a [`Servers`] set (the socket timeout is the [`Call`]'s
+/// budget, chosen by the caller).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
-    /// Bound of one read or write on a socket.
-    pub socket: Duration,
-    /// Bound of one connection attempt.
+    /// Bound of one connection attempt (within the call's budget).
     pub connect: Duration,
     /// How long a server that failed is skipped.
     pub dead_retry: Duration,
@@ -219,8 +326,9 @@ impl Servers {
         jump_hash(fnv1a(&[key.as_bytes()]), self.servers.len())
     }
 
-    fn connect(&self, server: &Server) -> Result<Conn, McError> {
-        let t = self.timeouts;
+    /// A new connection to `server`, within the connect timeout and what
+    /// is left until `until`.
+    fn connect(&self, server: &Server, until: Instant) -> Result<Conn, McError> {
         let fail = |source| McError::Connect {
             server: server.addr.clone(),
             source,
@@ -228,13 +336,16 @@ impl Servers {
         let addrs = server.addr.to_socket_addrs().map_err(fail)?;
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
         for a in addrs {
-            match TcpStream::connect_timeout(&a, t.connect) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                last = io::Error::new(io::ErrorKind::TimedOut, "the call's memcached time ran out");
+                break;
+            }
+            match TcpStream::connect_timeout(&a, self.timeouts.connect.min(left)) {
                 Ok(s) => {
                     s.set_nodelay(true).map_err(fail)?;
-                    s.set_read_timeout(Some(t.socket)).map_err(fail)?;
-                    s.set_write_timeout(Some(t.socket)).map_err(fail)?;
                     return Ok(Conn {
-                        stream: BufReader::new(s),
+                        stream: BufReader::new(Timed { stream: s, until }),
                     });
                 }
                 Err(e) => last = e,
@@ -243,18 +354,25 @@ impl Servers {
         Err(fail(last))
     }
 
-    /// Runs one exchange on server `idx`: on an idle connection if there is
-    /// one (once more on a new connection if that one turns out closed, as
-    /// after a server restart), else on a new one. A connection whose
-    /// exchange failed is dropped, never reused; a server that cannot be
-    /// reached or timed out is skipped for `dead_retry`.
+    /// Runs one exchange on server `idx` within what is left of `call`'s
+    /// budget: on an idle connection if there is one (once more on a new
+    /// connection if that one turns out closed, as after a server restart),
+    /// else on a new one. A connection whose exchange failed is dropped,
+    /// never reused; a server that cannot be reached or timed out is
+    /// skipped by lookups for `dead_retry` (invalidations still try it).
     fn exchange<T>(
         &self,
         idx: usize,
+        call: &Call,
         mut f: impl FnMut(&mut Conn) -> Result<T, Fail>,
     ) -> Result<T, McError> {
-        let server = &self.servers[idx];
-        {
+        let Some(server) = self.servers.get(idx) else {
+            return Err(McError::Protocol {
+                server: format!("#{idx}"),
+                reply: "no such server".into(),
+            });
+        };
+        if call.mode == Mode::Lookup {
             let mut dead = lock(&server.dead_until);
             match *dead {
                 Some(until) if Instant::now() < until => {
@@ -266,12 +384,37 @@ impl Servers {
                 None => {}
             }
         }
+        let start = Instant::now();
+        if call.left().is_zero() {
+            return Err(McError::OutOfTime {
+                server: server.addr.clone(),
+            });
+        }
+        let until = start + call.left();
+        let result = self.exchange_until(server, until, &mut f);
+        call.left.set(call.left().saturating_sub(start.elapsed()));
+        if result.is_ok() && call.mode == Mode::Invalidate {
+            // It answered: lookups may use it again.
+            *lock(&server.dead_until) = None;
+        }
+        result
+    }
+
+    fn exchange_until<T>(
+        &self,
+        server: &Server,
+        until: Instant,
+        f: &mut impl FnMut(&mut Conn) -> Result<T, Fail>,
+    ) -> Result<T, McError> {
         let pooled = lock(&server.idle).pop();
         let reused = pooled.is_some();
         let mut conn = match pooled {
-            Some(c) => c,
+            Some(mut c) => {
+                c.stream.get_mut().until = until;
+                c
+            }
             None => self
-                .connect(server)
+                .connect(server, until)
                 .inspect_err(|_| self.mark_dead(server))?,
         };
         let mut result = f(&mut conn);
@@ -283,7 +426,7 @@ impl Servers {
                 // A stale connection (server restarted): its siblings are stale too.
                 lock(&server.idle).clear();
                 conn = self
-                    .connect(server)
+                    .connect(server, until)
                     .inspect_err(|_| self.mark_dead(server))?;
                 result = f(&mut conn);
             }
@@ -323,7 +466,12 @@ impl Servers {
     }
 
     /// `gets` of several keys held by server `idx`: the items found.
-    pub(crate) fn gets(&self, idx: usize, keys: &[&str]) -> Result<Vec<Item>, McError> {
+    pub(crate) fn gets(
+        &self,
+        idx: usize,
+        keys: &[&str],
+        call: &Call,
+    ) -> Result<Vec<Item>, McError> {
         let mut cmd = Vec::with_capacity(80 * keys.len());
         cmd.extend_from_slice(b"gets");
         for k in keys {
@@ -331,7 +479,7 @@ impl Servers {
             cmd.extend_from_slice(k.as_bytes());
         }
         cmd.extend_from_slice(b"\r\n");
-        self.exchange(idx, |c| {
+        self.exchange(idx, call, |c| {
             c.send(&cmd)?;
             let mut items = Vec::new();
             loop {
@@ -349,7 +497,21 @@ impl Servers {
                 let len: usize = parts.next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
                 let cas: u64 = parts.next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
                 if len > MAX_VALUE {
-                    return Err(bad());
+                    // Read past it (within the call's time), so that the
+                    // connection stays in step and the key can be replaced.
+                    c.skip(len)?;
+                    let mut end = [0u8; 2];
+                    c.stream.read_exact(&mut end)?;
+                    if &end != b"\r\n" {
+                        return Err(bad());
+                    }
+                    items.push(Item {
+                        key,
+                        data: Vec::new(),
+                        cas,
+                        oversized: true,
+                    });
+                    continue;
                 }
                 let mut data = vec![0; len + 2];
                 c.stream.read_exact(&mut data)?;
@@ -357,13 +519,18 @@ impl Servers {
                     return Err(bad());
                 }
                 data.truncate(len);
-                items.push(Item { key, data, cas });
+                items.push(Item {
+                    key,
+                    data,
+                    cas,
+                    oversized: false,
+                });
             }
         })
     }
 
-    fn store(&self, idx: usize, cmd: Vec<u8>) -> Result<Stored, McError> {
-        self.exchange(idx, |c| {
+    fn store(&self, idx: usize, cmd: Vec<u8>, call: &Call) -> Result<Stored, McError> {
+        self.exchange(idx, call, |c| {
             c.send(&cmd)?;
             match c.line()?.as_str() {
                 "STORED" => Ok(Stored::Yes),
@@ -399,8 +566,13 @@ impl Servers {
         key: &str,
         exptime: u32,
         data: &[u8],
+        call: &Call,
     ) -> Result<Stored, McError> {
-        self.store(idx, Self::storage_command("add", key, exptime, data, None))
+        self.store(
+            idx,
+            Self::storage_command("add", key, exptime, data, None),
+            call,
+        )
     }
 
     /// `cas`: replaces the item read with cas unique `cas`, unless it has
@@ -412,23 +584,30 @@ impl Servers {
         exptime: u32,
         data: &[u8],
         cas: u64,
+        call: &Call,
     ) -> Result<Stored, McError> {
         self.store(
             idx,
             Self::storage_command("cas", key, exptime, data, Some(cas)),
+            call,
         )
     }
 
     /// `delete` of every key, pipelined in one round trip; returns how many
     /// existed.
-    pub(crate) fn delete_many(&self, idx: usize, keys: &[&str]) -> Result<usize, McError> {
+    pub(crate) fn delete_many(
+        &self,
+        idx: usize,
+        keys: &[&str],
+        call: &Call,
+    ) -> Result<usize, McError> {
         let mut cmd = Vec::with_capacity(64 * keys.len());
         for k in keys {
             cmd.extend_from_slice(b"delete ");
             cmd.extend_from_slice(k.as_bytes());
             cmd.extend_from_slice(b"\r\n");
         }
-        self.exchange(idx, |c| {
+        self.exchange(idx, call, |c| {
             c.send(&cmd)?;
             let mut deleted = 0;
             for _ in keys {
@@ -475,12 +654,20 @@ mod tests {
         let s = Servers::new(
             &[format!("127.0.0.1:{port}")],
             Timeouts {
-                socket: Duration::from_secs(1),
                 connect: Duration::from_secs(1),
                 dead_retry: Duration::from_secs(3600),
             },
         );
-        assert!(matches!(s.gets(0, &["k"]), Err(McError::Connect { .. })));
-        assert!(s.gets(0, &["k"]).unwrap_err().is_dead_skip());
+        let call = || Call::lookup(Duration::from_secs(1));
+        assert!(matches!(
+            s.gets(0, &["k"], &call()),
+            Err(McError::Connect { .. })
+        ));
+        assert!(s.gets(0, &["k"], &call()).unwrap_err().is_dead_skip());
+        // An invalidation still tries it.
+        assert!(matches!(
+            s.delete_many(0, &["k"], &Call::invalidate(Duration::from_secs(1))),
+            Err(McError::Connect { .. })
+        ));
     }
 }

@@ -21,25 +21,40 @@
 //!   a cell write moves that cell's generation on, which invalidates every
 //!   cached mapping of the cell at once. The first tier of the writing
 //!   process is invalidated too (entirely for a cell write).
+//! - **No invalidation is skipped**: a write sends its deletes and cell
+//!   bumps to every server concerned, one marked dead included, with a
+//!   deadline of their own per server
+//!   ([`MemcachedOptions::invalidation_timeout`]). What does not go through
+//!   is remembered and replayed before this process reads from that server
+//!   again, and by a background thread every 250 ms until it has gone
+//!   through (a cell bump is replayed as a delete of that server's cells
+//!   record, which fences every value there).
 //! - **A lookup that raced with a write never puts back an older value**:
 //!   a memcached fill is a `cas` on a lease taken before the database read
 //!   (see `shared.rs`); the first tier refuses fills that started before
 //!   the last invalidation.
-//! - **Bounds on staleness**: the first tier of *another* process serves
-//!   an entry for at most its `ttl` after it was read (keep it short, or
-//!   off, where cross-process freshness matters); with the first tier off
-//!   a lookup sees every committed library write at once. Writes made
-//!   *outside* the library (Nova itself) are seen after at most the first
-//!   tier's `ttl` plus memcached's `expiration_time`. So is a write whose
-//!   memcached invalidation failed (a server the writer could not reach
-//!   while readers could).
-//! - **memcached never fails a call**: a server that is down, slow,
-//!   restarting or full costs at most one socket timeout (or connect
-//!   timeout) and the lookup answers from the database; a server that
-//!   failed is skipped for `dead_retry`; with several servers each key has
-//!   one server (a stable hash), so losing one loses only its share.
-//!   Values that do not decode (another format version, garbage, a value
-//!   of another key) are misses.
+//! - **Bounds on staleness**: after a library write returns, no process's
+//!   memcached tier serves an older value later than
+//!   D = 250 ms + 2 × `invalidation_timeout` × (number of servers) after the
+//!   write returned, or, if the writer could not reach the server then,
+//!   after that server answers the writer again and keeps answering for D
+//!   (0.75 s with one server at
+//!   the defaults; the rule, how it holds and its tests are in
+//!   `docs/reliability.md`). The first tier of *another* process serves an
+//!   entry for at most its `ttl` after it was read (keep it short, or off,
+//!   where cross-process freshness matters). Writes made *outside* the
+//!   library (Nova itself) are seen after at most the first tier's `ttl`
+//!   plus memcached's `expiration_time`.
+//! - **memcached never fails a call**: all the memcached exchanges of one
+//!   lookup (and its fill) share one deadline, the socket timeout, connects
+//!   included; a server that is down, slow, trickling its replies,
+//!   restarting or full costs a call at most that, and the lookup answers
+//!   from the database; a server that failed is skipped by lookups for
+//!   `dead_retry`; with several servers each key has one server (a stable
+//!   hash), so losing one loses only its share. Values that do not decode
+//!   (another format version, garbage, a value of another key, a value over
+//!   1 MiB) are misses and are replaced by the next fill; a lease marker,
+//!   even one planted without an expiry, never blocks its key.
 //! - Transactions ([`Tx`](crate::Tx)) neither read nor fill either tier.
 //!
 //! Values hold the cell's `transport_url` and `database_connection`,
@@ -88,14 +103,22 @@ pub struct MemcachedOptions {
     /// How long a value lives (oslo.cache's `expiration_time`, default 600 s,
     /// at most 30 days): the staleness bound for writers outside the library.
     pub expiration_time: Duration,
-    /// Bound of one read or write on a socket (`memcache_socket_timeout`,
-    /// default 1 s): the most a slow server costs a call.
+    /// The memcached time of one lookup (`memcache_socket_timeout`,
+    /// default 1 s): every exchange of the call (its `gets`, `add`,
+    /// `gets`, the `cas` of its fill, connects included) shares this one
+    /// deadline, so it is the most a slow or trickling server costs a call.
     pub socket_timeout: Duration,
-    /// Bound of one connection attempt (default 1 s).
+    /// Bound of one connection attempt (default 1 s), within the call's
+    /// deadline.
     pub connect_timeout: Duration,
-    /// How long a server that failed is skipped (`memcache_dead_retry`,
-    /// default 300 s).
+    /// How long a server that failed is skipped by lookups
+    /// (`memcache_dead_retry`, default 300 s). Invalidations are never
+    /// skipped.
     pub dead_retry: Duration,
+    /// The memcached time of a write's invalidation on one server (default
+    /// 250 ms), tried even on a server marked dead. What does not go
+    /// through in it is remembered and replayed (see the module docs).
+    pub invalidation_timeout: Duration,
     /// Put before every key (oslo.cache's `config_prefix` idea): separates
     /// deployments sharing servers. Printable ASCII without spaces, at most
     /// 128 bytes; empty by default.
@@ -110,6 +133,7 @@ impl Default for MemcachedOptions {
             socket_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             dead_retry: Duration::from_secs(300),
+            invalidation_timeout: Duration::from_millis(250),
             key_prefix: String::new(),
         }
     }
@@ -152,6 +176,7 @@ impl MemcachedOptions {
         for (field, d) in [
             ("memcached.socket_timeout", self.socket_timeout),
             ("memcached.connect_timeout", self.connect_timeout),
+            ("memcached.invalidation_timeout", self.invalidation_timeout),
         ] {
             if d.is_zero() {
                 return bad(field, "must be longer than zero".into());
@@ -204,6 +229,11 @@ pub struct MemcachedStats {
     pub fills: u64,
     /// Keys deleted, and cells records moved on or dropped, by writes.
     pub invalidations: u64,
+    /// Invalidations (keys, or a cells record) that did not go through at
+    /// first and were replayed later.
+    pub invalidations_replayed: u64,
+    /// Invalidations waiting now to be replayed.
+    pub invalidations_pending: u64,
 }
 
 /// Counters of the mapping cache, per tier (`None` for a tier that is off).
