@@ -1,4 +1,10 @@
 //! Nova's two online data migrations of `instance_mappings`.
+//!
+//! They write many mappings in a few statements, outside the object API's
+//! per-row writes; a migration that changed any row then invalidates the
+//! mapping cache of every process (`Database::clear_cache`), so that no
+//! cached copy of a migrated mapping is served after it returns. (They are
+//! run rarely, by an operator.)
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -98,6 +104,7 @@ pub fn populate_queued_for_delete(
             })
         })?;
         let n = uuids.len() as u64;
+        api.clear_cache();
         processed += n;
         tracing::info!(cell = %cell.identity(), migrated = n, queued = gone.len(), "populated queued_for_delete");
         left = left.saturating_sub(n);
@@ -200,6 +207,9 @@ pub fn populate_user_id(
                 Ok(n)
             })
         })?;
+        if n > 0 {
+            api.clear_cache();
+        }
         done += n as u64;
     }
     if unmigratable {

@@ -371,6 +371,31 @@ mapping_testkit::backend_tests! {
         assert_eq!(r.found, 1);
     }
 
+    fn online_migrations_invalidate_cached_mappings(t) {
+        // A handle whose first tier keeps entries for 5 minutes: only an
+        // invalidation can make it see the migrated values.
+        let cached = t.reopen(mapping_diesel::Options::default().cache(Some(
+            mapping_diesel::CacheOptions { capacity: 1000, ttl: std::time::Duration::from_secs(300) },
+        )));
+        let cdb = CellDb::new(t.backend());
+        let cell = cdb.map_in(t);
+        let uuids = cdb.add_many(2, "p", "u", 0);
+        run(t, &cell, opts(None, 50));
+        cdb.delete_instance(&uuids[0]);
+        t.exec("UPDATE instance_mappings SET queued_for_delete = NULL, user_id = NULL");
+        let get = |u: &str| cached.instance_mappings().get_by_instance_uuid(u).unwrap();
+        // Cached as they are now: not queued (NULL), no user.
+        assert!(!get(&uuids[0]).queued_for_delete);
+        assert_eq!(get(&uuids[1]).user_id, None);
+        let cells = cells_of(t);
+        let r = populate_queued_for_delete(&cached, &cells, 50).unwrap();
+        assert_eq!(r.done, 2);
+        assert!(get(&uuids[0]).queued_for_delete, "a cached copy from before the migration was served");
+        let r = populate_user_id(&cached, &cells, 50).unwrap();
+        assert_eq!(r.done, 1);
+        assert_eq!(get(&uuids[1]).user_id.as_deref(), Some("u"), "a cached copy from before the migration was served");
+    }
+
     fn verify_instance_outcomes(t) {
         let cdb = CellDb::new(t.backend());
         let cell = cdb.map_in(t);
