@@ -1,4 +1,4 @@
-//! The spec's picture (SPEC §7): `nova show <uuid>` → nova-api →
+//! The spec's picture (docs/router.md): `nova show <uuid>` → nova-api →
 //! `instance_mappings` + `cell_mappings` → the cell's database, and
 //! `nova list` → every cell at once, merged.
 //!

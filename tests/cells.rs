@@ -1,4 +1,4 @@
-//! `CellMapping` and `CellMappingList` (SPEC §3) on every backend compiled in.
+//! `CellMapping` and `CellMappingList` (docs/tables.md) on every backend compiled in.
 
 mod support;
 

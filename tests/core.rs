@@ -1,4 +1,4 @@
-//! The core object operations (SPEC §3), on every backend compiled in.
+//! The core object operations (docs/tables.md), on every backend compiled in.
 
 use cell_mappings::{
     CellMappingUpdate, Error, HostMappingUpdate, InstanceMappingUpdate, NewCellMapping,

@@ -1,4 +1,4 @@
-//! `HostMapping` and `HostMappingList` (SPEC §3) on every backend compiled in.
+//! `HostMapping` and `HostMappingList` (docs/tables.md) on every backend compiled in.
 
 use cell_mappings::{Error, HostMapping, HostMappingUpdate, NewHostMapping};
 use mapping_testkit::{backend_tests, new_cell, new_host, uuid};

@@ -1,4 +1,4 @@
-//! `InstanceMapping` and `InstanceMappingList` (SPEC §3) on every backend
+//! `InstanceMapping` and `InstanceMappingList` (docs/tables.md) on every backend
 //! compiled in.
 
 mod support;

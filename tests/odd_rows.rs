@@ -1,4 +1,4 @@
-//! Rows that are not what they seem (SPEC §4): Nova's `map_instances` marker
+//! Rows that are not what they seem (docs/tables.md): Nova's `map_instances` marker
 //! and rows from old releases, written by raw SQL as Nova would leave them.
 
 mod support;

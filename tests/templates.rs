@@ -1,4 +1,4 @@
-//! URL templates in cell mappings (SPEC §5), through the database: stored
+//! URL templates in cell mappings (docs/tables.md), through the database: stored
 //! raw, expanded on load against the defaults of `Options`.
 
 mod support;

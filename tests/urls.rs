@@ -1,4 +1,4 @@
-//! Opening databases through every URL form of SPEC §6 that users have in
+//! Opening databases through every URL form of `ConnectionUrl` that users have in
 //! `nova.conf`, on every backend compiled in; SQLite connection settings.
 
 use cell_mappings::{BackendKind, Database, Error, UrlError};

@@ -33,7 +33,7 @@ pub struct CellDiscovery {
 }
 
 /// Maps the compute hosts of every cell but cell0 (or of the cell
-/// `cell_uuid`) that have no host mapping yet (SPEC §8): hosts of live
+/// `cell_uuid`) that have no host mapping yet (docs/cellv2.md): hosts of live
 /// compute nodes not yet marked `mapped`, or with `by_service`, hosts of
 /// live `nova-compute` services (disabled ones included). Returns the
 /// mappings created by this run, by host; when a cell failed, the first

@@ -12,7 +12,7 @@ use crate::cells::CellConnections;
 use crate::sql::{api_query, read_cell_by_uuids, IN_CHUNK};
 use crate::{Error, Result};
 
-/// Where an instance stands (nova-manage `verify_instance`, SPEC §8).
+/// Where an instance stands (nova-manage `verify_instance`, docs/cellv2.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyOutcome {
     /// Alive in its mapped cell (exit code 0).
@@ -154,7 +154,7 @@ pub fn check(api: &Database, cells: &impl CellConnections) -> Result<CheckReport
     if let Err(e) = api.check_schema() {
         report.add(
             "schema",
-            "nova_api does not have the schema Nova makes (SPEC §2)",
+            "nova_api does not have the schema Nova makes (docs/schema.md)",
             vec![e.to_string()],
         );
     }

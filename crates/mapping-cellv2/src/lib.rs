@@ -1,6 +1,6 @@
 //! Filling and checking the cell mappings of `nova_api` from the cell
 //! databases, the way `nova-manage cell_v2` and Nova's online data
-//! migrations do (SPEC §8), but in bulk:
+//! migrations do (docs/cellv2.md), but in bulk:
 //!
 //! - [`map_instances`]: maps every instance of a cell, resumable through the
 //!   marker row that `nova-manage cell_v2 map_instances` writes (a run either

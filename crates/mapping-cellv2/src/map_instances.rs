@@ -78,7 +78,7 @@ type Position = (Option<NaiveDateTime>, i32);
 
 /// Maps every instance of the cell `cell_uuid` (deleted ones included),
 /// oldest first (`created_at`, then `id`), to that cell with its project and
-/// user; instances that already have a mapping are skipped (SPEC §8).
+/// user; instances that already have a mapping are skipped (docs/cellv2.md).
 ///
 /// Compatible with `nova-manage cell_v2 map_instances`: the run starts after
 /// the instance named by the marker row (unless `reset`), and when it stops

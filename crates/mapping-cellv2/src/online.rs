@@ -37,7 +37,7 @@ fn check_max(max_count: i64) -> Result<u64> {
 
 /// `populate_queued_for_delete`: per cell, up to `max_count` mappings (in
 /// all) whose `queued_for_delete` is NULL; those whose instance is deleted
-/// (`deleted = id`) or soft-deleted become true, the rest false (SPEC §8).
+/// (`deleted = id`) or soft-deleted become true, the rest false (docs/cellv2.md).
 /// Returns `(found, done)`, equal as in Nova. Per cell: one read of the
 /// mappings, one of the instances, two updates.
 pub fn populate_queued_for_delete(
@@ -123,7 +123,7 @@ pub fn populate_queued_for_delete(
 /// live (or soft-deleted) instance, as Nova reads it. An unscheduled
 /// mapping, or one whose instance is not found (deleted, archived, or in a
 /// cell that cannot be read), stays NULL and is counted as found but not
-/// done (SPEC §8). Per cell: one read of the instances and one update per
+/// done (docs/cellv2.md). Per cell: one read of the instances and one update per
 /// distinct user.
 pub fn populate_user_id(
     api: &Database,

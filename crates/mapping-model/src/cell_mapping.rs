@@ -10,7 +10,7 @@ use crate::validate;
 /// The uuid of cell0, the cell holding instances that failed to schedule.
 pub const CELL0_UUID: &str = "00000000-0000-0000-0000-000000000000";
 
-/// A row of `cell_mappings`, with its URLs expanded (SPEC §5).
+/// A row of `cell_mappings`, with its URLs expanded (docs/tables.md).
 ///
 /// Its `Debug` shows the URLs with their passwords hidden
 /// ([`crate::redact_url`]); the fields themselves hold them.

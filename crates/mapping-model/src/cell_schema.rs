@@ -1,6 +1,6 @@
 //! Diesel table definitions for the columns of a Nova *cell* database that
 //! the cell-v2 tools read and write: `instances`, `compute_nodes` and
-//! `services`, with Nova's exact names (SPEC §8). Only the columns used here
+//! `services`, with Nova's exact names (docs/cellv2.md). Only the columns used here
 //! are declared; the tables have more (see `crates/mapping-testkit/nova-cell-schema/`).
 //!
 //! Soft delete in a cell database: `deleted = 0` for a live row,

@@ -8,8 +8,8 @@ use crate::ident::InstanceUuid;
 use crate::validate;
 
 /// The project_id and user_id of the resume-point row that Nova's
-/// `nova-manage cell_v2 map_instances` keeps in `instance_mappings` (SPEC §4,
-/// §8). Read and write it with `InstanceMappings::marker` and friends.
+/// `nova-manage cell_v2 map_instances` keeps in `instance_mappings` (docs/tables.md,
+/// docs/cellv2.md). Read and write it with `InstanceMappings::marker` and friends.
 pub const INSTANCE_MIGRATION_MARKER: &str = "INSTANCE_MIGRATION_MARKER";
 
 /// A row of `instance_mappings` with its cell loaded.

@@ -1,5 +1,5 @@
 //! Diesel table definitions for the three mapping tables of `nova_api`,
-//! with the exact names Nova uses (SPEC §2).
+//! with the exact names Nova uses (docs/schema.md).
 
 diesel::table! {
     /// `cell_mappings`: one row per cell (database + message queue).

@@ -1,4 +1,4 @@
-//! Routing requests to Nova cell databases (SPEC §7; Nova's
+//! Routing requests to Nova cell databases (docs/router.md; Nova's
 //! `nova/context.py`): from an instance uuid to its cell's database, one
 //! connection pool per cell, and scatter-gather over many cells with a
 //! timeout.
@@ -15,8 +15,7 @@
 //!
 //! Cells may use any backend compiled in, whatever the API database's own:
 //! the API database on PostgreSQL with cells on MariaDB and SQLite works.
-//! `database_connection` templates are expanded as Nova expands them (SPEC
-//! §5) against [`RouterOptions::default_database_connection`]. Passwords
+//! `database_connection` templates are expanded as Nova expands them (docs/tables.md) against [`RouterOptions::default_database_connection`]. Passwords
 //! never appear in logs or errors.
 //!
 //! ```

@@ -227,7 +227,7 @@ mapping_testkit::backend_tests! {
 }
 
 /// A default URL and a cell template that expands to `url` the way Nova
-/// expands it (SPEC §5).
+/// expands it (docs/tables.md).
 fn template_for(url: &str, backend: BackendKind) -> (String, String) {
     match backend {
         BackendKind::Sqlite => {

@@ -74,7 +74,7 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// Opens the database named by `url` (any form of SPEC §6) with default options.
+    /// Opens the database named by `url` (any form of `ConnectionUrl`) with default options.
     pub fn open(url: &str) -> Result<Self> {
         Self::open_with(url, Options::default())
     }
@@ -375,7 +375,7 @@ impl Database {
     }
 
     /// Checks, without changing anything, that the three tables exist and have
-    /// the shape of SPEC §2; for a service to run at start-up.
+    /// the shape of docs/schema.md; for a service to run at start-up.
     pub fn check_schema(&self) -> Result<()> {
         let mut conn = self.checkout()?;
         crate::schema_check::check(&mut conn)

@@ -1,5 +1,5 @@
-//! The resume point of Nova's `nova-manage cell_v2 map_instances` (SPEC §4,
-//! §8): a fake instance mapping whose project_id and user_id are
+//! The resume point of Nova's `nova-manage cell_v2 map_instances` (docs/tables.md,
+//! docs/cellv2.md): a fake instance mapping whose project_id and user_id are
 //! [`INSTANCE_MIGRATION_MARKER`] and whose instance_uuid is the last mapped
 //! instance's uuid with every `-` replaced by a space.
 

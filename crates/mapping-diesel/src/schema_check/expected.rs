@@ -1,4 +1,4 @@
-//! The schema Nova's own migrations produce, per backend (SPEC §2).
+//! The schema Nova's own migrations produce, per backend (docs/schema.md).
 
 use std::collections::BTreeMap;
 
@@ -104,7 +104,7 @@ fn table_options(backend: BackendKind) -> BTreeMap<String, String> {
 }
 
 /// The schema Nova's own migrations produce for the three tables on
-/// `backend` (SPEC §2), as `introspect` reports it.
+/// `backend` (docs/schema.md), as `introspect` reports it.
 pub fn expected(backend: BackendKind) -> SchemaDescription {
     let t = Types::of(backend);
     let timestamps = || {

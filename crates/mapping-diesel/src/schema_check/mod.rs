@@ -1,4 +1,4 @@
-//! Checking an existing database's tables against SPEC §2, and adopting a
+//! Checking an existing database's tables against docs/schema.md, and adopting a
 //! database that Nova's own migrations created.
 //!
 //! The shape of the three mapping tables is captured in a

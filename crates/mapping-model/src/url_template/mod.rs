@@ -1,5 +1,5 @@
 //! Expansion of the templates Nova allows in a cell mapping's `transport_url`
-//! and `database_connection` (SPEC §5).
+//! and `database_connection` (docs/tables.md).
 //!
 //! A stored value such as
 //! `mysql+pymysql://{username}:{password}@{hostname}/nova_cell1` is filled in
