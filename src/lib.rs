@@ -9,9 +9,9 @@
 
 pub use mapping_diesel::*;
 pub use mapping_model::{
-    CellMapping, CellMappingUpdate, HostMapping, HostMappingUpdate, InstanceCounts,
-    InstanceMapping, InstanceMappingUpdate, InstanceUuid, NewCellMapping, NewHostMapping,
-    NewInstanceMapping, ToUuid, Uuid, CELL0_UUID, INSTANCE_MIGRATION_MARKER,
+    CellMapping, CellMappingUpdate, ConnectionFailure, HostMapping, HostMappingUpdate,
+    InstanceCounts, InstanceMapping, InstanceMappingUpdate, InstanceUuid, NewCellMapping,
+    NewHostMapping, NewInstanceMapping, ToUuid, Uuid, CELL0_UUID, INSTANCE_MIGRATION_MARKER,
 };
 
 /// Routing to cell databases: per-cell pools, `route`, `target_cell` and

@@ -12,9 +12,10 @@
 //!     NewCellMapping::new("6a1a7a3c-1d0e-4a55-9d49-3f0a1c2b3d4e", "rabbit://", "mysql://").name("cell1"),
 //! )?;
 //! let uuid = "0b9f4a36-59b8-4b8e-bf0b-4e1c9f6d2a10";
-//! let mut im = db.instance_mappings().create(NewInstanceMapping::new(uuid, "project", "user"))?;
+//! let im = db.instance_mappings().create(NewInstanceMapping::new(uuid, "project", "user"))?;
 //! assert!(im.cell_mapping.is_none()); // not scheduled yet
-//! db.instance_mappings().save(&mut im, &InstanceMappingUpdate::new().cell(Some(&cell1)))?;
+//! let im = db.instance_mappings().save(&im, &InstanceMappingUpdate::new().cell(Some(&cell1)))?;
+//! assert!(im.cell_mapping.is_some()); // the stored row, returned
 //! let found = db.instance_mappings().get_by_instance_uuid(uuid)?;
 //! assert_eq!(found.cell_mapping.unwrap().name.as_deref(), Some("cell1"));
 //! # Ok::<(), mapping_model::Error>(())
