@@ -310,8 +310,13 @@ impl Inner {
     ) -> Result<(Arc<CellPool>, Option<CellMapping>), RouterError> {
         if origin == Origin::Handed && self.fresh_list().is_none() {
             // Cells were written through the API database (or the list is
-            // old): follow the database before trusting a handed record.
-            self.cells()?;
+            // old): follow the database before trusting a handed record. A
+            // list that cannot be loaded does not stop the call: the record
+            // is then checked against the pools alone (and read again if
+            // they cannot vouch for it).
+            if let Err(e) = self.cells() {
+                tracing::debug!(error = %e, "cell list not loaded; going on without it");
+            }
         }
         if let Some(p) = self.found(cell.uuid, self.pools.get(cell, origin)?) {
             return Ok((p, None));
