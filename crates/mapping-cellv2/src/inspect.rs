@@ -305,10 +305,12 @@ fn check_cell(
             .collect();
         let mut missing = Vec::new();
         let mut not_queued = Vec::new();
+        let mut queued_live = Vec::new();
         for (_, uuid, queued) in &page {
             match rows.get(uuid) {
                 None => missing.push(uuid.clone()),
                 Some(true) if *queued != Some(true) => not_queued.push(uuid.clone()),
+                Some(false) if *queued == Some(true) => queued_live.push(uuid.clone()),
                 Some(_) => {}
             }
         }
@@ -326,6 +328,13 @@ fn check_cell(
              Soft-deleted ones: set queued_for_delete = true on their mappings in \
              nova_api (as Nova's soft delete does)",
             not_queued,
+        );
+        report.add(
+            "queued_for_delete_not_deleted",
+            "instances live in their cell (neither deleted nor soft-deleted) whose mapping \
+             is queued_for_delete, so Nova's API lists them as deleted: set \
+             queued_for_delete = false on their mappings in nova_api (as Nova's restore does)",
+            queued_live,
         );
         if page.len() < IN_CHUNK {
             break;

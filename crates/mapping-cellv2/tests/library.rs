@@ -432,12 +432,19 @@ mapping_testkit::backend_tests! {
         cdb.delete_instance(&uuids[1]);
         cdb.add_compute_node("c2");
         nova_marker(t, &uuids[3]);
+        // A live instance whose mapping says it is queued for delete.
+        t.exec(&format!(
+            "UPDATE instance_mappings SET queued_for_delete = {} WHERE instance_uuid = '{}'",
+            t.sql_bool(true),
+            uuids[2]
+        ));
         let r = check(t, &cells).unwrap();
         let kinds: Vec<(&str, u64, Vec<String>)> = r.problems.iter().map(|p| (p.kind, p.count, p.sample.clone())).collect();
         assert_eq!(kinds, vec![
             ("map_instances_marker", 1, vec![uuids[3].clone()]),
             ("instance_missing_in_cell", 1, vec![uuids[0].clone()]),
             ("deleted_not_queued_for_delete", 1, vec![uuids[1].clone()]),
+            ("queued_for_delete_not_deleted", 1, vec![uuids[2].clone()]),
             ("host_not_mapped", 1, vec![format!("c2 (cell {})", cell.identity())]),
         ]);
     }
