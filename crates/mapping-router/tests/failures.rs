@@ -8,10 +8,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cell_db, instances, register, CellDb, MARGIN, TIMEOUT};
+use common::{cell_db, instances, register, CellDb, Gate, MARGIN, TIMEOUT};
 use diesel::prelude::*;
 use mapping_diesel::DbConnection;
 use mapping_model::CellMapping;
@@ -225,27 +225,6 @@ fn locked(backend: BackendKind) {
 mapping_testkit::backend_tests! {
     fn a_query_blocked_on_a_lock_does_not_respond(t) {
         locked(t.backend());
-    }
-}
-
-/// A gate that closures wait on until the test opens it.
-#[derive(Default)]
-struct Gate {
-    open: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Gate {
-    fn wait(&self) {
-        let mut open = self.open.lock().unwrap();
-        while !*open {
-            open = self.cv.wait(open).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.cv.notify_all();
     }
 }
 

@@ -9,10 +9,10 @@
 
 mod common;
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cell_db, instances, register, CellDb, MARGIN};
+use common::{cell_db, instances, register, CellDb, Gate, MARGIN};
 use diesel::prelude::*;
 use mapping_diesel::DbConnection;
 use mapping_model::CellMapping;
@@ -26,27 +26,6 @@ fn hostnames(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
         .select(instances::hostname)
         .order(instances::hostname)
         .load(conn)
-}
-
-/// A gate that closures wait on until the test opens it (or drops it).
-#[derive(Default)]
-struct Gate {
-    open: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Gate {
-    fn wait(&self) {
-        let mut open = self.open.lock().unwrap();
-        while !*open {
-            open = self.cv.wait(open).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.cv.notify_all();
-    }
 }
 
 /// Healthy cells with one distinct row each, and the API database.
@@ -67,6 +46,20 @@ impl Cells {
             })
             .collect();
         Self { api, healthy }
+    }
+
+    /// `n` more SQLite cells (one row, "hung"), registered: those the
+    /// tests' closures block on.
+    fn hung(&self, n: usize) -> (Vec<CellMapping>, Vec<CellDb>) {
+        let dbs: Vec<CellDb> = (0..n)
+            .map(|_| cell_db(BackendKind::Sqlite, &["hung"]))
+            .collect();
+        let cells = dbs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| register(&self.api, &format!("hung-{i}"), d.db.url()))
+            .collect();
+        (cells, dbs)
     }
 
     fn with(&self, sick: &[&CellMapping]) -> Vec<CellMapping> {
@@ -136,14 +129,7 @@ fn bounded(router: &Router, label: &str) {
 fn the_worker_pool_refills_after_timeouts() {
     for per_cell in [usize::MAX, 1] {
         let cells = Cells::new(1);
-        let hung_dbs: Vec<CellDb> = (0..2)
-            .map(|_| cell_db(BackendKind::Sqlite, &["hung"]))
-            .collect();
-        let hung: Vec<CellMapping> = hung_dbs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| register(&cells.api, &format!("hung-{i}"), d.db.url()))
-            .collect();
+        let (hung, _hung_dbs) = cells.hung(2);
         let router = Router::new(
             cells.api.db.clone(),
             RouterOptions::default()
@@ -183,14 +169,7 @@ fn the_worker_pool_refills_after_timeouts() {
 #[test]
 fn twenty_cells_three_workers_two_hung() {
     let cells = Cells::new(18);
-    let hung_dbs: Vec<CellDb> = (0..2)
-        .map(|_| cell_db(BackendKind::Sqlite, &["hung"]))
-        .collect();
-    let hung: Vec<CellMapping> = hung_dbs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| register(&cells.api, &format!("hung-{i}"), d.db.url()))
-        .collect();
+    let (hung, _hung_dbs) = cells.hung(2);
     let router = Router::new(
         cells.api.db.clone(),
         RouterOptions::default().worker_pool_size(3),
