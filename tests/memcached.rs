@@ -6,7 +6,8 @@
 //! timed out, a server paused during writes, a relay cut between a writer
 //! and its server (one server, or one of two during a cell change), replies
 //! delayed or trickled, values over 1 MiB and planted lease markers; and
-//! two OS processes through five faults, checking the staleness bound D.
+//! two OS processes through five faults, checking the staleness bound D;
+//! and a cell change reaching another handle's first tier within D.
 //!
 //! Needs the shared instances of `scripts/memcached.sh start` (called by
 //! `scripts/services.sh`; `MAPPING_TEST_MEMCACHED_SERVERS` overrides them)
@@ -393,6 +394,25 @@ fn state(m: Option<&InstanceMapping>) -> String {
                 m.project_id
             )
         }
+    }
+}
+
+/// A mapping with every field of its cell, URLs included.
+fn full_state(m: Option<&InstanceMapping>) -> String {
+    match m {
+        None => "gone".into(),
+        Some(m) => match m.cell_mapping.as_ref() {
+            None => format!("-|{}", m.queued_for_delete),
+            Some(c) => format!(
+                "{}|{}|{}|{}|{}|{}",
+                c.uuid,
+                c.name.as_deref().unwrap_or("-"),
+                c.transport_url,
+                c.database_connection,
+                c.disabled,
+                m.queued_for_delete
+            ),
+        },
     }
 }
 
@@ -831,6 +851,74 @@ backend_tests! {
             let after = mstats(&db);
             assert!(hit, "{what}: replaced by a good value within three lookups: {after:?}");
             assert_eq!(after.errors, before.errors, "{what}");
+        }
+    }
+
+    fn a_cell_change_reaches_another_handles_first_tier_within_the_bound(t) {
+        // Long lives in both tiers, so that staleness cannot hide behind a
+        // ttl; two handles with a first tier each (two processes would be
+        // the same: they share nothing but memcached and the database).
+        let m = MemcachedOptions { expiration_time: Duration::from_secs(300), ..mc(shared_servers()) };
+        let first = CacheOptions { capacity: 1000, ttl: Duration::from_secs(300) };
+        let open = || t.reopen(Options::default().cache(Some(first)).memcached(Some(m.clone())));
+        let (a, b) = (open(), open());
+        let d = bound_d(&m);
+        let cell = t.cell();
+        let other = t.cell();
+        let ims: Vec<_> = (0..10).map(|_| t.instance(Some(&cell), "p", "u")).collect();
+        let others: Vec<_> = (0..3).map(|_| t.instance(Some(&other), "p", "u")).collect();
+        let ft = |db: &Database| db.cache_stats().and_then(|s| s.first_tier).expect("first tier is on");
+        // Warm up: B's first reads of the cells records (made by its first
+        // lookups) find nothing to compare with and empty its first tier;
+        // then every lookup is a first-tier hit.
+        let mut warm = false;
+        for _ in 0..20 {
+            let h = ft(&b).hits;
+            for im in ims.iter().chain(&others) {
+                assert_eq!(full_state(lookup(&b, &im.instance_uuid).as_ref()), full_state(Some(im)));
+            }
+            if ft(&b).hits == h + 13 {
+                warm = true;
+                break;
+            }
+            std::thread::sleep(d / 2 + Duration::from_millis(10));
+        }
+        assert!(warm, "B answers from its first tier: {:?}", ft(&b));
+        let mut cell = cell;
+        let changes: [(&str, CellMappingUpdate); 3] = [
+            ("rename", CellMappingUpdate::new().name(Some("renamed"))),
+            ("transport URL change", CellMappingUpdate::new().transport_url("rabbit://nova:pw@mq-moved:5672/")),
+            ("database URL change", CellMappingUpdate::new().database_connection("mysql+pymysql://nova:pw@db-moved/nova?charset=utf8")),
+        ];
+        for (what, update) in changes {
+            cell = a.cells().save(&cell, &update).unwrap();
+            let written = Instant::now();
+            let truth: Vec<String> = ims.iter().map(|im| full_state(lookup(t, &im.instance_uuid).as_ref())).collect();
+            assert!(truth.iter().all(|s| s.contains(&cell.transport_url) && s.contains(&cell.database_connection)));
+            let until = written + d + Duration::from_millis(500);
+            let mut last_stale = None;
+            while Instant::now() < until {
+                for (im, want) in ims.iter().zip(&truth) {
+                    if &full_state(lookup(&b, &im.instance_uuid).as_ref()) != want {
+                        last_stale = Some(Instant::now());
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if let Some(last) = last_stale {
+                assert!(last - written <= d, "after the {what}, B's first tier served the old cell {:?} after the write (D = {d:?})", last - written);
+            }
+            // B answers from its first tier again, and kept the other
+            // cell's entries.
+            let (h, misses) = (ft(&b).hits, ft(&b).misses);
+            for im in &others {
+                assert_eq!(full_state(lookup(&b, &im.instance_uuid).as_ref()), full_state(Some(im)));
+            }
+            assert_eq!((ft(&b).hits, ft(&b).misses), (h + 3, misses), "after the {what}: the other cell's entries stay");
+            for im in &ims {
+                lookup(&b, &im.instance_uuid);
+            }
+            assert_eq!(ft(&b).hits, h + 3 + 10, "after the {what}: the changed cell's mappings are first-tier hits again");
         }
     }
 }
