@@ -1552,10 +1552,13 @@ fn two_processes_through_faults(backend: BackendKind, test: &str) {
         drop(player);
         relay_a.set(Fault::Pass);
         relay_b.set(Fault::Pass);
-        // The socket timeout of the lookup, the invalidation timeout of
-        // each server, the database's share.
+        // The memcached share of a write is bounded by the invalidation
+        // timeout of each server (2 × 250 ms here); the rest is the
+        // database's, which on a loaded 2-core CI machine (other tests, the
+        // Galera nodes) has reached 1.5 s. A write that waited for a slow or
+        // trickling server instead would take many seconds.
         assert!(
-            slowest_write < Duration::from_secs(2),
+            slowest_write < Duration::from_secs(3),
             "{scene:?}: a write took {slowest_write:?}"
         );
         if matches!(scene, Scene::CutWriter) {
