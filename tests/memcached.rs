@@ -6,9 +6,7 @@
 //! timed out, a server paused during writes, a relay cut between a writer
 //! and its server (one server, or one of two during a cell change), replies
 //! delayed or trickled, values over 1 MiB and planted lease markers; and
-//! two OS processes through five faults, checking the staleness bound D;
-//! and a cell change reaching another handle's (and another OS process's)
-//! first tier within D.
+//! two OS processes through five faults, checking the staleness bound D.
 //!
 //! Needs the shared instances of `scripts/memcached.sh start` (called by
 //! `scripts/services.sh`; `MAPPING_TEST_MEMCACHED_SERVERS` overrides them)
@@ -395,25 +393,6 @@ fn state(m: Option<&InstanceMapping>) -> String {
                 m.project_id
             )
         }
-    }
-}
-
-/// A mapping with every field of its cell, URLs included.
-fn full_state(m: Option<&InstanceMapping>) -> String {
-    match m {
-        None => "gone".into(),
-        Some(m) => match m.cell_mapping.as_ref() {
-            None => format!("-|{}", m.queued_for_delete),
-            Some(c) => format!(
-                "{}|{}|{}|{}|{}|{}",
-                c.uuid,
-                c.name.as_deref().unwrap_or("-"),
-                c.transport_url,
-                c.database_connection,
-                c.disabled,
-                m.queued_for_delete
-            ),
-        },
     }
 }
 
@@ -854,74 +833,6 @@ backend_tests! {
             assert_eq!(after.errors, before.errors, "{what}");
         }
     }
-
-    fn a_cell_change_reaches_another_handles_first_tier_within_the_bound(t) {
-        // Long lives in both tiers, so that staleness cannot hide behind a
-        // ttl; two handles with a first tier each (two processes would be
-        // the same: they share nothing but memcached and the database).
-        let m = MemcachedOptions { expiration_time: Duration::from_secs(300), ..mc(shared_servers()) };
-        let first = CacheOptions { capacity: 1000, ttl: Duration::from_secs(300) };
-        let open = || t.reopen(Options::default().cache(Some(first)).memcached(Some(m.clone())));
-        let (a, b) = (open(), open());
-        let d = bound_d(&m);
-        let cell = t.cell();
-        let other = t.cell();
-        let ims: Vec<_> = (0..10).map(|_| t.instance(Some(&cell), "p", "u")).collect();
-        let others: Vec<_> = (0..3).map(|_| t.instance(Some(&other), "p", "u")).collect();
-        let ft = |db: &Database| db.cache_stats().and_then(|s| s.first_tier).expect("first tier is on");
-        // Warm up: B's first reads of the cells records (made by its first
-        // lookups) find nothing to compare with and empty its first tier;
-        // then every lookup is a first-tier hit.
-        let mut warm = false;
-        for _ in 0..20 {
-            let h = ft(&b).hits;
-            for im in ims.iter().chain(&others) {
-                assert_eq!(full_state(lookup(&b, &im.instance_uuid).as_ref()), full_state(Some(im)));
-            }
-            if ft(&b).hits == h + 13 {
-                warm = true;
-                break;
-            }
-            std::thread::sleep(d / 2 + Duration::from_millis(10));
-        }
-        assert!(warm, "B answers from its first tier: {:?}", ft(&b));
-        let mut cell = cell;
-        let changes: [(&str, CellMappingUpdate); 3] = [
-            ("rename", CellMappingUpdate::new().name(Some("renamed"))),
-            ("transport URL change", CellMappingUpdate::new().transport_url("rabbit://nova:pw@mq-moved:5672/")),
-            ("database URL change", CellMappingUpdate::new().database_connection("mysql+pymysql://nova:pw@db-moved/nova?charset=utf8")),
-        ];
-        for (what, update) in changes {
-            cell = a.cells().save(&cell, &update).unwrap();
-            let written = Instant::now();
-            let truth: Vec<String> = ims.iter().map(|im| full_state(lookup(t, &im.instance_uuid).as_ref())).collect();
-            assert!(truth.iter().all(|s| s.contains(&cell.transport_url) && s.contains(&cell.database_connection)));
-            let until = written + d + Duration::from_millis(500);
-            let mut last_stale = None;
-            while Instant::now() < until {
-                for (im, want) in ims.iter().zip(&truth) {
-                    if &full_state(lookup(&b, &im.instance_uuid).as_ref()) != want {
-                        last_stale = Some(Instant::now());
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if let Some(last) = last_stale {
-                assert!(last - written <= d, "after the {what}, B's first tier served the old cell {:?} after the write (D = {d:?})", last - written);
-            }
-            // B answers from its first tier again, and kept the other
-            // cell's entries.
-            let (h, misses) = (ft(&b).hits, ft(&b).misses);
-            for im in &others {
-                assert_eq!(full_state(lookup(&b, &im.instance_uuid).as_ref()), full_state(Some(im)));
-            }
-            assert_eq!((ft(&b).hits, ft(&b).misses), (h + 3, misses), "after the {what}: the other cell's entries stay");
-            for im in &ims {
-                lookup(&b, &im.instance_uuid);
-            }
-            assert_eq!(ft(&b).hits, h + 3 + 10, "after the {what}: the changed cell's mappings are first-tier hits again");
-        }
-    }
 }
 
 // ------------------------------------------------- two OS processes
@@ -953,14 +864,7 @@ fn reader_process() {
         expiration_time: ms("MAPPING_TEST_MC_EXPIRY_MS").unwrap_or(m.expiration_time),
         ..m
     };
-    // The first-tier run gives B a first tier too, and asks for every field
-    // of the cell.
-    let first = ms("MAPPING_TEST_MC_FIRST_TTL_MS").map(|ttl| CacheOptions {
-        capacity: 1000,
-        ttl,
-    });
-    let show = if first.is_some() { full_state } else { state };
-    let db = Database::open_with(&url, Options::default().cache(first).memcached(Some(m))).unwrap();
+    let db = Database::open_with(&url, Options::default().memcached(Some(m))).unwrap();
     let uuids: Vec<String> = std::env::var("MAPPING_TEST_MC_UUIDS")
         .unwrap()
         .split(',')
@@ -986,7 +890,7 @@ fn reader_process() {
         }
         let answer: Vec<String> = line
             .split(',')
-            .map(|u| show(lookup(&db, u).as_ref()))
+            .map(|u| state(lookup(&db, u).as_ref()))
             .collect();
         writeln!(out, "@@ {}", answer.join(",")).unwrap();
         out.flush().unwrap();
@@ -995,131 +899,6 @@ fn reader_process() {
     racer.join().unwrap();
     let s = mstats(&db);
     writeln!(out, "@@ stats {} {}", s.hits, s.errors).unwrap();
-    if let Some(f) = db.cache_stats().and_then(|s| s.first_tier) {
-        writeln!(out, "@@ first {}", f.hits).unwrap();
-    }
-}
-
-/// Process A renames a cell and changes its URLs while process B, with
-/// both tiers on (first tier `ttl` and memcached expiry 300 s), holds the
-/// cell's mappings in its first tier: after each change B must answer with
-/// the new cell record within D, and not later.
-fn two_processes_first_tier(backend: BackendKind, test: &str) {
-    if std::env::var(CHILD).is_ok() {
-        return reader_process();
-    }
-    let t = TestDb::new(backend);
-    let m = MemcachedOptions {
-        expiration_time: Duration::from_secs(300),
-        ..mc(shared_servers())
-    };
-    let d = bound_d(&m);
-    let a = t.reopen(
-        Options::default()
-            .cache(Some(CacheOptions::default()))
-            .memcached(Some(m.clone())),
-    );
-    let mut cell = t.cell();
-    let ims: Vec<InstanceMapping> = (0..10).map(|_| t.instance(Some(&cell), "p", "u")).collect();
-    let uuids: Vec<String> = ims.iter().map(|i| i.instance_uuid.to_string()).collect();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, t.url())
-        .env("MAPPING_TEST_MC_SERVERS", m.servers.join(","))
-        .env("MAPPING_TEST_MC_PREFIX", &m.key_prefix)
-        .env("MAPPING_TEST_MC_UUIDS", uuids.join(","))
-        .env("MAPPING_TEST_MC_EXPIRY_MS", "300000")
-        .env("MAPPING_TEST_MC_FIRST_TTL_MS", "300000")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut to_b = child.stdin.take().unwrap();
-    let mut from_b = BufReader::new(child.stdout.take().unwrap()).lines();
-    let asked = uuids.join(",");
-    let mut ask = || -> Vec<String> {
-        writeln!(to_b, "{asked}").unwrap();
-        loop {
-            let l = from_b.next().expect("B answers").unwrap();
-            if let Some((_, a)) = l.split_once("@@ ") {
-                return a.split(',').map(str::to_owned).collect();
-            }
-        }
-    };
-    let truth = || -> Vec<String> {
-        uuids
-            .iter()
-            .map(|u| full_state(lookup(&t, u.as_str()).as_ref()))
-            .collect()
-    };
-    // B warms up (its first reads of the cells records empty its first tier).
-    let warm_until = Instant::now() + 4 * d;
-    while Instant::now() < warm_until {
-        assert_eq!(ask(), truth());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let changes: [(&str, CellMappingUpdate); 3] = [
-        ("rename", CellMappingUpdate::new().name(Some("renamed"))),
-        (
-            "transport URL change",
-            CellMappingUpdate::new().transport_url("rabbit://nova:pw@mq-moved:5672/"),
-        ),
-        (
-            "database URL change",
-            CellMappingUpdate::new()
-                .database_connection("mysql+pymysql://nova:pw@db-moved/nova?charset=utf8"),
-        ),
-    ];
-    for (what, update) in changes {
-        cell = a.cells().save(&cell, &update).unwrap();
-        let written = Instant::now();
-        let want = truth();
-        let until = written + d + Duration::from_millis(500);
-        let mut last_stale = None;
-        while Instant::now() < until {
-            if ask() != want {
-                last_stale = Some(Instant::now());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if let Some(last) = last_stale {
-            assert!(
-                last - written <= d,
-                "after the {what}, process B served the old cell {:?} after the write (D = {d:?})",
-                last - written
-            );
-        }
-    }
-    writeln!(to_b, "quit").unwrap();
-    let mut first_hits = None;
-    for l in from_b.by_ref() {
-        let l = l.unwrap();
-        if let Some((_, n)) = l.split_once("@@ first ") {
-            first_hits = Some(n.parse::<u64>().unwrap());
-        }
-    }
-    assert!(child.wait().unwrap().success(), "process B failed");
-    assert!(
-        first_hits.unwrap_or(0) > 100,
-        "B answered from its first tier: {first_hits:?}"
-    );
-}
-
-#[test]
-fn two_processes_first_tier_sqlite() {
-    two_processes_first_tier(BackendKind::Sqlite, "two_processes_first_tier_sqlite");
-}
-
-#[cfg(feature = "postgres")]
-#[test]
-fn two_processes_first_tier_postgres() {
-    two_processes_first_tier(BackendKind::Postgres, "two_processes_first_tier_postgres");
-}
-
-#[cfg(feature = "mysql")]
-#[test]
-fn two_processes_first_tier_mysql() {
-    two_processes_first_tier(BackendKind::Mysql, "two_processes_first_tier_mysql");
 }
 
 /// Process A: schedules, moves, renames cells, destroys and recreates

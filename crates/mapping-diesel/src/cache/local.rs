@@ -1,7 +1,7 @@
 //! The first tier: a small in-process map, shared by the clones of one
 //! [`Database`](crate::Database).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -9,16 +9,12 @@ use std::time::Instant;
 use mapping_model::InstanceMapping;
 
 use super::invalidation::Writes;
-use super::value::cell_hash;
 use super::{CacheOptions, FirstTierStats};
 
 struct Entry {
     mapping: InstanceMapping,
     loaded: Instant,
     seq: u64,
-    /// The hash of its cell's uuid ([`cell_hash`]), to drop the entries of
-    /// a cell that changed in another process.
-    cell: u64,
 }
 
 #[derive(Default)]
@@ -93,24 +89,13 @@ impl LocalCache {
         }
     }
 
-    /// A ticket to fill the cache, for a lookup that must not be answered
-    /// from it (its cells are being checked); counted as a miss.
-    pub(crate) fn ticket(&self) -> FillTicket {
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        FillTicket(self.lock().epoch)
-    }
-
     /// Stores a mapping read from the database under the ticket taken before
     /// the read; ignored when a write happened meanwhile or the mapping has
     /// no cell.
     pub(crate) fn fill(&self, ticket: FillTicket, mapping: &InstanceMapping) {
-        let Some(cell) = mapping.cell_mapping.as_ref() else {
-            return;
-        };
-        if self.options.capacity == 0 {
+        if mapping.cell_mapping.is_none() || self.options.capacity == 0 {
             return;
         }
-        let cell = cell_hash(&cell.uuid.to_string());
         let mut inner = self.lock();
         if inner.epoch != ticket.0 {
             return;
@@ -125,7 +110,6 @@ impl LocalCache {
                 mapping: mapping.clone(),
                 loaded: Instant::now(),
                 seq,
-                cell,
             },
         );
         while inner.map.len() > self.options.capacity {
@@ -161,27 +145,6 @@ impl LocalCache {
                 if inner.map.remove(u).is_some() {
                     self.invalidations.fetch_add(1, Ordering::Relaxed);
                 }
-            }
-        }
-    }
-
-    /// Forgets the entries of these cells (by [`cell_hash`]), or every
-    /// entry for `None`: cell changes made by another process. A lookup
-    /// that started before must not fill the cache afterwards.
-    pub(crate) fn drop_cells(&self, cells: Option<&HashSet<u64>>) {
-        let mut inner = self.lock();
-        inner.epoch += 1;
-        match cells {
-            None => {
-                inner.map.clear();
-                inner.order.clear();
-                self.invalidations.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(cells) => {
-                let before = inner.map.len();
-                inner.map.retain(|_, e| !cells.contains(&e.cell));
-                let n = before - inner.map.len();
-                self.invalidations.fetch_add(n as u64, Ordering::Relaxed);
             }
         }
     }
@@ -257,32 +220,6 @@ mod tests {
         c.apply(&w.take());
         c.fill(t, &mapping("a", true));
         assert!(c.get("a").is_err());
-    }
-
-    #[test]
-    fn dropping_a_cell_keeps_the_other_cells_entries() {
-        let c = cache(10);
-        let other = {
-            let mut m = mapping("b", true);
-            if let Some(cell) = m.cell_mapping.as_mut() {
-                cell.uuid = mapping_model::Uuid::from_u128(7);
-            }
-            m
-        };
-        for m in [mapping("a", true), other] {
-            let t = c.get(m.instance_uuid.as_str()).unwrap_err();
-            c.fill(t, &m);
-        }
-        let late = c.get("x").unwrap_err();
-        let nil: HashSet<u64> = [cell_hash(&mapping_model::Uuid::nil().to_string())].into();
-        c.drop_cells(Some(&nil));
-        assert!(c.get("a").is_err());
-        assert!(c.get("b").is_ok());
-        // A lookup that began before the drop does not fill.
-        c.fill(late, &mapping("x", true));
-        assert!(c.get("x").is_err());
-        c.drop_cells(None);
-        assert_eq!(c.stats().entries, 0);
     }
 
     #[test]

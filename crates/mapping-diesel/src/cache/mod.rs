@@ -40,26 +40,11 @@
 //!   after that server answers the writer again and keeps answering for D
 //!   (0.75 s with one server at
 //!   the defaults; the rule, how it holds and its tests are in
-//!   `docs/reliability.md`).
-//! - **Cell changes reach every first tier within D**: with both tiers on,
-//!   each process reads the cells record of every server (where the
-//!   memcached tier keeps each cell's generation) at most every D/2, before
-//!   a lookup answers from the first tier, and drops the first-tier entries
-//!   of every cell whose generation moved; where it cannot tell (a record
-//!   lost or new, a server that does not answer or is marked dead) it drops
-//!   every entry. Lookups made by other threads while that check runs skip
-//!   the first tier. A cell rename, URL change or delete made by another
-//!   process is thus out of this process's first tier within D of the write
-//!   returning (or of the memcached tier's own bound, if the writer could
-//!   not reach a server then). The check costs one `gets` per server, each
-//!   within `invalidation_timeout`, once per D/2 at most; with memcached
-//!   down the first tier keeps entries for at most D/2.
-//! - **Mapping changes of another process**: the first tier serves an entry
-//!   for at most its `ttl` after it was read (default 750 ms, D with one
-//!   server at the defaults: keep it at or under D where the rule must hold
-//!   across processes, or leave the first tier off). Writes made *outside*
-//!   the library (Nova itself) are seen after at most the first tier's
-//!   `ttl` plus memcached's `expiration_time`.
+//!   `docs/reliability.md`). The first tier of *another* process serves an
+//!   entry for at most its `ttl` after it was read (keep it short, or off,
+//!   where cross-process freshness matters). Writes made *outside* the
+//!   library (Nova itself) are seen after at most the first tier's `ttl`
+//!   plus memcached's `expiration_time`.
 //! - **memcached never fails a call**: all the memcached exchanges of one
 //!   lookup (and its fill) share one deadline, the socket timeout, connects
 //!   included; a server that is down, slow, trickling its replies,
@@ -81,7 +66,6 @@ mod invalidation;
 mod local;
 mod shared;
 mod value;
-mod watch;
 
 use std::time::Duration;
 
@@ -94,12 +78,8 @@ pub(crate) use invalidation::{WriteLog, Writes};
 pub struct CacheOptions {
     /// Most mappings held at once (0 caches nothing).
     pub capacity: usize,
-    /// How long an entry is served after it was read (default 750 ms): the
-    /// bound on staleness for mapping writes made by other processes. With
-    /// the memcached tier on, keep it at or under that tier's bound D (0.75 s
-    /// with one server at the defaults, see the module docs) so that they
-    /// reach this tier within D too; cell writes of other processes reach
-    /// it within D whatever the ttl.
+    /// How long an entry is served after it was read: the bound on
+    /// staleness for writes made by other processes.
     pub ttl: Duration,
 }
 
@@ -107,7 +87,7 @@ impl Default for CacheOptions {
     fn default() -> Self {
         Self {
             capacity: 10_000,
-            ttl: Duration::from_millis(750),
+            ttl: Duration::from_secs(5),
         }
     }
 }
@@ -270,9 +250,6 @@ pub struct CacheStats {
 pub struct MappingCache {
     local: Option<local::LocalCache>,
     shared: Option<shared::SharedTier>,
-    /// With both tiers on: the first tier's watch of other processes' cell
-    /// changes.
-    watch: Option<watch::CellWatch>,
 }
 
 /// What a lookup that missed needs to fill the tiers after its database read.
@@ -302,19 +279,12 @@ impl MappingCache {
                 .unwrap_or("\u{0}")
                 .as_bytes(),
         ]);
-        let local = options.cache.map(local::LocalCache::new);
-        let shared = options
-            .memcached
-            .as_ref()
-            .map(|m| shared::SharedTier::new(m, defaults));
-        let watch = match (&local, &shared) {
-            (Some(_), Some(s)) => Some(watch::CellWatch::new(s.bound())),
-            _ => None,
-        };
         Ok(Some(Self {
-            local,
-            shared,
-            watch,
+            local: options.cache.map(local::LocalCache::new),
+            shared: options
+                .memcached
+                .as_ref()
+                .map(|m| shared::SharedTier::new(m, defaults)),
         }))
     }
 
@@ -322,20 +292,10 @@ impl MappingCache {
     /// the cache after reading the database.
     pub(crate) fn get(&self, uuid: &str) -> std::result::Result<InstanceMapping, FillTicket> {
         let local = match &self.local {
-            Some(l) => {
-                let fresh = match (&self.watch, &self.shared) {
-                    (Some(w), Some(s)) => w.fresh(l, s),
-                    _ => true,
-                };
-                if fresh {
-                    match l.get(uuid) {
-                        Ok(hit) => return Ok(hit),
-                        Err(t) => Some(t),
-                    }
-                } else {
-                    Some(l.ticket())
-                }
-            }
+            Some(l) => match l.get(uuid) {
+                Ok(hit) => return Ok(hit),
+                Err(t) => Some(t),
+            },
             None => None,
         };
         let lease = match &self.shared {

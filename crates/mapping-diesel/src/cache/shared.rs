@@ -31,10 +31,6 @@
 //!   again, with the next write to it, and by a background thread every
 //!   [`REPLAY_EVERY`] until they went through (the thread ends when nothing
 //!   is pending, or when the handle is dropped, after one last try).
-//! - **First tiers**: with both tiers on, each process also reads the cells
-//!   record of every server at most every D/2 ([`SharedTier::cells_records`],
-//!   `watch.rs`) and drops the first-tier entries of cells whose generation
-//!   moved, so a cell write reaches other processes' first tiers within D.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -229,41 +225,6 @@ impl SharedTier {
     /// The counters.
     pub(crate) fn stats(&self) -> MemcachedStats {
         self.core.stats()
-    }
-
-    /// The staleness bound D of this tier: [`REPLAY_EVERY`] plus twice the
-    /// invalidation timeout per server (`docs/reliability.md`).
-    pub(crate) fn bound(&self) -> Duration {
-        let servers = u32::try_from(self.core.servers.len()).unwrap_or(u32::MAX);
-        REPLAY_EVERY.saturating_add(
-            self.core
-                .invalidation_timeout
-                .saturating_mul(2)
-                .saturating_mul(servers),
-        )
-    }
-
-    /// The cells record of every server, for the first tier's watch of cell
-    /// changes: `Err(())` where it could not be read (a server marked dead
-    /// is not asked), `Ok(None)` where there is none or it does not decode.
-    /// Each server gets `invalidation_timeout`.
-    pub(crate) fn cells_records(&self) -> Vec<Result<Option<CellsRecord>, ()>> {
-        let core = &self.core;
-        (0..core.servers.len())
-            .map(|server| {
-                let call = Call::lookup(core.invalidation_timeout);
-                match core.servers.gets(server, &[&core.cells_key], &call) {
-                    Ok(items) => Ok(items
-                        .into_iter()
-                        .find(|i| i.key == core.cells_key && !i.oversized)
-                        .and_then(|i| CellsRecord::decode(&core.cells_key, &i.data))),
-                    Err(e) => {
-                        core.failed("cells watch", &e);
-                        Err(())
-                    }
-                }
-            })
-            .collect()
     }
 }
 
