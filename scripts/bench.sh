@@ -11,7 +11,7 @@
 #
 # Instruction counts (stable on a loaded machine): the bench's --profile
 # mode under callgrind, see "Instruction counts per call" in
-# docs/benchmarks.md and crates/mapping-bench/src/profile.rs.
+# docs/notes/benchmarks-history.md and crates/mapping-bench/src/profile.rs.
 #
 # Take figures on a quiet machine: the load average is printed before and
 # after, and recorded in the report.

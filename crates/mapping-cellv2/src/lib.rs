@@ -51,5 +51,5 @@ pub const DEFAULT_BATCH_SIZE: usize = 5_000;
 /// Each batch sorts the cell's `instances` table as Nova's query does (no
 /// index serves that order), so fewer, larger batches map a large cell much
 /// faster: at 1M instances on MariaDB, 12,499 rows/s with 50,000 against
-/// 2,088 with 5,000 (docs/benchmarks.md), holding about 10 MiB of rows.
+/// 2,088 with 5,000 (docs/benchmarks.md, history in docs/notes/benchmarks-history.md), holding about 10 MiB of rows.
 pub const MAP_INSTANCES_BATCH_SIZE: usize = 50_000;

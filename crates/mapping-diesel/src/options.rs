@@ -106,7 +106,7 @@ pub struct Options {
     /// How much of a SQLite database file is read through memory mapping
     /// (`PRAGMA mmap_size`, bytes; 0 turns it off). Reads of mapped pages
     /// need no system call: a lookup in a 1M-row table took 7.5 µs instead
-    /// of 10.5 µs (docs/benchmarks.md). An I/O error on a mapped page is a
+    /// of 10.5 µs (docs/benchmarks.md, history in docs/notes/benchmarks-history.md). An I/O error on a mapped page is a
     /// signal rather than an error code, which is SQLite's own caveat.
     /// More than `i64::MAX` is refused.
     pub sqlite_mmap_size: u64,

@@ -107,7 +107,7 @@ pub fn dollar(sql: &str) -> String {
 
 /// `MAPPING_BENCH_RAW_KEEP=1`: multi-row reads keep every row until the call
 /// returns, as a caller of a listing must (the default drops each value as
-/// soon as it is read). See docs/benchmarks.md, "Instruction counts per call".
+/// soon as it is read). See docs/notes/benchmarks-history.md, "Instruction counts per call".
 /// Read once: the raw side pays no environment lookup per call.
 pub(crate) fn keep_rows() -> bool {
     static KEEP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

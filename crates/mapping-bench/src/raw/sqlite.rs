@@ -72,7 +72,7 @@ impl SqliteRaw {
         // rusqlite's default is SQLITE_OPEN_NO_MUTEX; diesel's connections
         // run in SQLite's serialized mode (fixed open flags).
         // MAPPING_BENCH_SQLITE_FULLMUTEX=1 gives the baseline diesel's mode,
-        // to see how much of the gap that is (docs/benchmarks.md).
+        // to see how much of the gap that is (docs/benchmarks.md, history in docs/notes/benchmarks-history.md).
         let flags = if std::env::var("MAPPING_BENCH_SQLITE_FULLMUTEX").is_ok() {
             (rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 | rusqlite::OpenFlags::SQLITE_OPEN_FULL_MUTEX

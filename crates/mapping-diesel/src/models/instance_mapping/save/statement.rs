@@ -208,7 +208,7 @@ where
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         let binary = self.backend == BackendKind::Mysql;
         // MariaDB evaluates a subquery inside a write at a cost (see
-        // docs/benchmarks.md, "Saves since the compare-and-set UPDATE"): there
+        // docs/notes/benchmarks-history.md, "Saves since the compare-and-set UPDATE"): there
         // the cell is joined (`UPDATE … JOIN cell_mappings ON …`, its SET
         // columns qualified); elsewhere it is an `EXISTS` (PostgreSQL and
         // SQLite have no multi-table UPDATE of this form).
