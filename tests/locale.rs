@@ -155,6 +155,18 @@ fn mariadb_in_german_still_retries_deadlocks_and_detects_killed_connections() {
     killed_connection_is_detected(&t, &db, &a);
 }
 
+/// Runs its SQL on the test database when dropped (a role or user the test
+/// made is dropped even when the test fails).
+struct OnDrop<'a>(&'a TestDb, String);
+
+impl Drop for OnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .with_connection(|c| c.batch_execute(&self.1).map_err(Error::from));
+    }
+}
+
 /// `url` with its user information replaced by `user`.
 fn with_user(url: &str, user: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("a server URL");
@@ -236,17 +248,8 @@ fn postgres_in_german_for_a_role_that_is_not_a_superuser() {
     let t = TestDb::new(BackendKind::Postgres);
     let name = support::database_name(&t);
     let role = format!("nova_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    struct DropRole<'a>(&'a TestDb, String);
-    impl Drop for DropRole<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.with_connection(|c| {
-                c.batch_execute(&format!("DROP OWNED BY {0}; DROP ROLE {0}", self.1))
-                    .map_err(Error::from)
-            });
-        }
-    }
     t.exec(&format!("CREATE ROLE {role} LOGIN NOSUPERUSER"));
-    let _cleanup = DropRole(&t, role.clone());
+    let _cleanup = OnDrop(&t, format!("DROP OWNED BY {role}; DROP ROLE {role}"));
     t.exec(&format!(
         "GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
          GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}; \
@@ -283,17 +286,8 @@ fn mariadb_lock_wait_timeout_is_retried_for_a_user_that_is_not_root() {
     let t = TestDb::new(BackendKind::Mysql);
     let name = support::database_name(&t);
     let user = format!("nova_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    struct DropUser<'a>(&'a TestDb, String);
-    impl Drop for DropUser<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.with_connection(|c| {
-                c.batch_execute(&format!("DROP USER IF EXISTS '{}'@'%'", self.1))
-                    .map_err(Error::from)
-            });
-        }
-    }
     t.exec(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"));
-    let _cleanup = DropUser(&t, user.clone());
+    let _cleanup = OnDrop(&t, format!("DROP USER IF EXISTS '{user}'@'%'"));
     t.exec(&format!("GRANT ALL ON `{name}`.* TO '{user}'@'%'"));
     let url = with_user(t.url(), &format!("{user}:pw"));
     let db = Database::open_with(&url, Options::default()).unwrap();
